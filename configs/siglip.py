@@ -1,0 +1,33 @@
+"""SigLIP: sigmoid-loss two-tower pre-training on the synthetic world (ring-sharded loss).
+
+  vljax train --config configs/siglip.py:tiny --workdir runs/siglip_tiny
+"""
+import ml_collections
+
+from vljax import presets
+
+PRESETS = presets.SIZES
+
+
+def _clip_module():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("clip_cfg", Path(__file__).with_name("clip.py"))
+    clip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(clip)
+    return clip
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    c = _clip_module().get_config(arg)
+    c.method = "siglip"
+    c.model.temperature_init = 2.3026  # log(10)
+    c.model.bias_init = -10.0
+    c.loss_impl = "ring"  # or "gather" (all-gather texts: memory grows with the device count)
+    return c
+
+
+def get_sweep(arg: str = "tiny"):
+    """CLIP's named sweeps (same grid, so the two methods' scaling exponents can be compared)."""
+    return _clip_module().get_sweep(arg)

@@ -1,0 +1,32 @@
+"""vljax: JAX-native vision-language pre-training."""
+from setuptools import find_packages, setup
+
+setup(
+    name="vljax",
+    version="0.1.0",
+    description="JAX-native research codebase for vision-language pre-training",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vljax", "vljax.*"]),
+    install_requires=[
+        # NOTE: jax 0.10.2 (newest on the registry here) through 0.11.x (the lent GPU machine).
+        "jax>=0.10.2,<0.12",
+        "flax>=0.12",
+        "optax>=0.2.8",
+        "orbax-checkpoint>=0.12",
+        "grain>=0.2.18",
+        "ml-collections>=1.1",
+        "clu>=0.0.12",
+        "tensorflow-datasets>=4.9",
+        "sentencepiece>=0.2",
+        "einops>=0.8",
+        "numpy>=2.0",
+        "scipy>=1.14",
+        "matplotlib>=3.9",
+        # NOTE: event files are written with tensorboard's own writer: no TensorFlow in the hot path.
+        "tensorboard>=2.18",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-xdist>=3"],
+    },
+    entry_points={"console_scripts": ["vljax=vljax.main:main"]},
+)

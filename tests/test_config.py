@@ -1,0 +1,42 @@
+"""Config loading, overrides and validation: errors name the key before any compute."""
+import pytest
+
+from vljax.config import ConfigError, load_config
+
+
+def test_presets_load():
+    for preset in ("tiny", "small", "base", "large"):
+        c = load_config(f"configs/clip.py:{preset}")
+        assert c.method == "clip"
+    assert load_config("configs/siglip.py:tiny").method == "siglip"
+
+
+def test_override_types_and_references():
+    c = load_config("configs/clip.py:tiny", ["--config.train.steps=7", "--config.optim.lr=1",
+                                            "--config.model.dtype=bfloat16",
+                                            "--config.data.world.objects.count=(1, 3)"])
+    assert c.train.steps == 7 and c.optim.total_steps == 7  # FieldReference follows train.steps
+    assert isinstance(c.optim.lr, float) and c.optim.lr == 1.0
+    assert tuple(c.data.world.objects.count) == (1, 3)
+
+
+def test_unknown_key_names_nearest():
+    with pytest.raises(ConfigError, match=r"train\.stpes.*train\.steps"):
+        load_config("configs/clip.py:tiny", ["--config.train.stpes=3"])
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError, match=r"train\.steps"):
+        load_config("configs/clip.py:tiny", ["--config.train.steps=abc"])
+    with pytest.raises(ConfigError, match=r"train\.steps.*expected int"):
+        load_config("configs/clip.py:tiny", ["--config.train.steps=1.5"])
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'tiyn'.*tiny"):
+        load_config("configs/clip.py:tiyn")
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/nope.py:tiny")

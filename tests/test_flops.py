@@ -1,0 +1,105 @@
+"""Analytic FLOPs vs a hand count and vs XLA's compiled cost analysis (forward and train step)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vljax.config import load_config
+from vljax.experiments import flops as F
+from vljax.models.text_encoder import TextEncoder
+from vljax.models.vit import ViT
+
+
+def _per_example(module, x, batch):
+    params = jax.jit(module.init)(jax.random.key(0), x)
+    return F.compiled_flops_per_call(lambda p, a: module.apply(p, a), params, x) / batch
+
+
+def test_vit_hand_count():
+    # 32x32 image, 8x8 patches: 16 tokens, width 8, 1 block, 2 heads, mlp 16.
+    n, d, m = 16, 8, 16
+    embed = 2 * n * (8 * 8 * 3) * d
+    attn = 2 * n * d * d * 4 + 2 * 2 * n * n * d  # q, k, v, out projections + scores + mix
+    mlp = 2 * 2 * n * d * m
+    assert F.vit_flops(32, 8, d, 1, 2, m, pool="gap") == embed + attn + mlp
+    # cls adds one token everywhere but the patch embedding.
+    n1 = n + 1
+    cls = embed + 2 * n1 * d * d * 4 + 4 * n1 * n1 * d + 4 * n1 * d * m
+    assert F.vit_flops(32, 8, d, 1, 2, m, pool="cls") == cls
+
+
+@pytest.mark.parametrize("pool", ["gap", "cls", "map"])
+def test_vit_matches_compiled_cost_analysis(pool):
+    width, depth, heads, mlp, patch, res, batch = 256, 1, 4, 1024, 16, 128, 2
+    vit = ViT(width=width, depth=depth, num_heads=heads, mlp_dim=mlp, patch_size=(patch, patch),
+              image_size=res, pool=pool)
+    x = jax.random.normal(jax.random.key(1), (batch, res, res, 3))
+    compiled = _per_example(vit, x, batch)
+    analytic = F.vit_flops(res, patch, width, depth, heads, mlp, pool=pool)
+    # NOTE: the analytic count is matmuls only; XLA also counts norms, GELU and softmax (~4% here).
+    assert 0.93 * compiled <= analytic <= compiled, (analytic, compiled)
+
+
+def test_text_matches_compiled_cost_analysis():
+    width, depth, heads, mlp, length, batch = 256, 1, 4, 1024, 64, 2
+    enc = TextEncoder(vocab_size=500, width=width, depth=depth, num_heads=heads, mlp_dim=mlp, max_len=length)
+    tokens = jax.random.randint(jax.random.key(2), (batch, length), 1, 500)
+    compiled = _per_example(enc, tokens, batch)
+    analytic = F.text_flops(length, width, depth, heads, mlp)
+    assert 0.93 * compiled <= analytic <= compiled, (analytic, compiled)
+
+
+def test_swiglu_counts_three_kernels():
+    assert F.mlp_flops(10, 8, 32, "swiglu") == 1.5 * F.mlp_flops(10, 8, 32, "gelu")
+
+
+def test_two_tower_from_config_matches_compiled_train_step():
+    cfg = load_config("configs/clip.py:tiny", [
+        "--config.data.world.resolution=64", "--config.data.max_len=32", "--config.model.image.width=128",
+        "--config.model.image.depth=2", "--config.model.image.num_heads=2", "--config.model.image.mlp_dim=512",
+        "--config.model.text.width=128", "--config.model.text.depth=1", "--config.model.text.num_heads=2",
+        "--config.model.text.mlp_dim=512", "--config.model.embed_dim=128"])
+    from vljax.models.two_tower import TwoTower
+
+    m = cfg.model
+    model = TwoTower(image=dict(m.image, image_size=64), text=dict(m.text, vocab_size=300, max_len=32),
+                     embed_dim=128)
+    batch = 4
+    images = jax.random.normal(jax.random.key(0), (batch, 64, 64, 3))
+    tokens = jax.random.randint(jax.random.key(1), (batch, 32), 1, 300)
+    params = jax.jit(model.init)(jax.random.key(2), images, tokens)
+
+    def fwd(p, x, t):
+        out = model.apply(p, x, t)
+        return out["img"], out["txt"]
+
+    def train_loss(p, x, t):
+        img, txt = fwd(p, x, t)
+        return jnp.sum(img @ txt.T)
+
+    fl = F.two_tower_flops(cfg, batch_size=batch)
+    fwd_compiled = F.compiled_flops_per_call(fwd, params, images, tokens) / batch
+    assert 0.9 * fwd_compiled <= fl.forward - fl.loss <= fwd_compiled, (fl.forward, fwd_compiled)
+    grad_compiled = F.compiled_flops_per_call(jax.grad(train_loss), params, images, tokens) / batch
+    # NOTE: backward = 2x forward for matmuls, minus the input-gradient of the patch embedding
+    # (images need no gradient), hence the wider lower bound.
+    assert 0.85 * grad_compiled <= fl.train <= 1.05 * grad_compiled, (fl.train, grad_compiled)
+    assert fl.loss == 2 * batch * 128
+    assert fl.train == pytest.approx(3 * fl.forward)
+
+
+def test_config_variant_resolves_dims():
+    cfg = load_config("configs/clip.py:base")
+    fl = F.two_tower_flops(cfg)
+    # ViT-B/16 at 224 (class token): OpenCLIP's profile lists 17.58 image GMACs = 35.2 GFLOPs.
+    assert 17.4e9 < fl.image / 2 < 17.7e9, fl.image
+    assert np.isfinite(fl.train) and fl.text > 0
+
+
+@pytest.mark.parametrize("bad", [dict(width=0), dict(depth=-1), dict(patch_size=7)])
+def test_bad_dims_raise_naming_the_field(bad):
+    kwargs = dict(image_size=32, patch_size=8, width=16, depth=1, num_heads=2, mlp_dim=32)
+    kwargs.update(bad)
+    field = next(iter(bad))
+    with pytest.raises(ValueError, match="patch_size" if field == "patch_size" else field):
+        F.vit_flops(**kwargs)

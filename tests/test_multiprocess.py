@@ -1,0 +1,112 @@
+"""Two local processes (CPU gloo collectives, 2 devices each) launched with tpu_scripts/multinode.sh
+compute the sharded contrastive losses and their gradients; the result equals the single-process run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+B, E = 8, 16
+
+
+def _inputs():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(B, E)).astype(np.float32)
+    txt = rng.normal(size=(B, E)).astype(np.float32)
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    return img, txt, np.float32(7.5), np.float32(-3.0)
+
+
+def _worker(out_dir: str) -> None:
+    """One process of the job: joins via the VLJAX_* env, computes the sharded losses + grads, writes JSON."""
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    from jax.experimental import multihost_utils
+
+    from vljax import sharding
+    from vljax.losses import contrastive
+
+    assert sharding.maybe_initialize_distributed()
+    pid, n = jax.process_index(), jax.process_count()
+    mesh = sharding.make_mesh({"data": -1})
+    img, txt, scale, bias = _inputs()
+    rows = slice(pid * B // n, (pid + 1) * B // n)
+    glob = sharding.host_to_global({"img": img[rows], "txt": txt[rows]}, mesh)
+
+    def softmax(i, t):
+        return contrastive.sharded_softmax_infonce(i, t, scale, mesh)[0]
+
+    def ring(i, t):
+        return contrastive.sharded_sigmoid_ring(i, t, scale, bias, mesh)[0]
+
+    out = {"process_count": n, "devices": jax.device_count()}
+    with jax.set_mesh(mesh):
+        for name, fn in (("softmax", softmax), ("ring", ring)):
+            loss, grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(glob["img"], glob["txt"])
+            g_img, g_txt = (np.asarray(multihost_utils.process_allgather(g, tiled=True)) for g in grads)
+            out[name] = {"loss": float(loss), "g_img": g_img.tolist(), "g_txt": g_txt.tolist()}
+    Path(out_dir, f"process{pid}.json").write_text(json.dumps(out))
+
+
+def _reference():
+    import jax
+
+    from vljax.losses import contrastive
+
+    img, txt, scale, bias = _inputs()
+    ref = {}
+    for name, fn in (("softmax", lambda i, t: contrastive.softmax_infonce(i, t, scale)[0]),
+                     ("ring", lambda i, t: contrastive.sigmoid_loss(i, t, scale, bias)[0])):
+        loss, (gi, gt) = jax.value_and_grad(fn, argnums=(0, 1))(img, txt)
+        ref[name] = (float(loss), np.asarray(gi), np.asarray(gt))
+    # float64 numpy check of the softmax loss value itself.
+    logits = scale * img.astype(np.float64) @ txt.astype(np.float64).T
+    lse_r = np.log(np.exp(logits).sum(1))
+    lse_c = np.log(np.exp(logits).sum(0))
+    np_loss = 0.5 * (np.mean(lse_r - np.diag(logits)) + np.mean(lse_c - np.diag(logits)))
+    np.testing.assert_allclose(ref["softmax"][0], np_loss, rtol=1e-5)
+    return ref
+
+
+def test_two_processes_match_single_process(tmp_path):
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               PYTHONPATH=str(ROOT))
+    procs = []
+    for pid in range(2):
+        cmd = ["bash", str(ROOT / "tpu_scripts" / "multinode.sh"), "--coordinator", f"localhost:{port}",
+               "--num-processes", "2", "--process-id", str(pid), "--",
+               sys.executable, __file__, "--worker", str(tmp_path)]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    logs = []
+    for p in procs:
+        try:
+            logs.append(p.communicate(timeout=180)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("multi-process run timed out:\n" + "\n".join(logs))
+    assert all(p.returncode == 0 for p in procs), "\n-----\n".join(logs)
+    ref = _reference()
+    for pid in range(2):
+        got = json.loads((tmp_path / f"process{pid}.json").read_text())
+        assert got["process_count"] == 2 and got["devices"] == 4
+        for name, (loss, gi, gt) in ref.items():
+            # float32 with a different reduction order: relative 1e-5 on the loss, 1e-5 abs on the grads.
+            np.testing.assert_allclose(got[name]["loss"], loss, rtol=1e-5)
+            np.testing.assert_allclose(np.asarray(got[name]["g_img"]), gi, atol=1e-5, rtol=1e-4)
+            np.testing.assert_allclose(np.asarray(got[name]["g_txt"]), gt, atol=1e-5, rtol=1e-4)
+            assert np.abs(gi).max() > 1e-3  # the gradients are non-trivial
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    _worker(sys.argv[2])

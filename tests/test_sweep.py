@@ -1,0 +1,210 @@
+"""Sweeps (run, skip finished, record failures, collect) and sweep reports (fits, comparison, frontier)."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vljax.config import ConfigError
+from vljax.experiments import report, sweep
+from vljax.experiments.flops import two_tower_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--config.data.world.resolution=32", "--config.data.max_len=16", "--config.train.batch_size=16",
+         "--config.model.image.width=32", "--config.model.image.depth=1", "--config.model.image.num_heads=2",
+         "--config.model.image.mlp_dim=64", "--config.model.image.patch_size=(8, 8)",
+         "--config.model.text.width=32", "--config.model.text.depth=1",
+         "--config.model.text.num_heads=2", "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16",
+         "--config.evals.zeroshot.n=32", "--config.evals.retrieval.n=32", "--config.eval_batch_size=32",
+         "--config.train.log_every=2", "--config.checkpoint.every=1000", "--config.data.num_threads=1"]
+
+SWEEP_CONFIG = '''
+import importlib.util
+_spec = importlib.util.spec_from_file_location("clip_cfg", {clip!r})
+clip = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(clip)
+PRESETS = clip.PRESETS
+
+
+def get_config(arg="tiny"):
+    return clip.get_config(arg)
+
+
+def get_sweep(arg="tiny"):
+    return {{"grid": [{{"train.steps": 3}}, {{"model.image.patch_size": (7, 7)}}],
+             "typo": [{{"train.stepz": 2}}]}}
+'''
+
+
+def _write_config(tmp_path):
+    path = tmp_path / "tiny_sweep.py"
+    path.write_text(SWEEP_CONFIG.format(clip=str(ROOT / "configs" / "clip.py")))
+    return str(path)
+
+
+def test_point_id_is_stable_and_distinct():
+    a = sweep.point_id("configs/clip.py:tiny", {"train.steps": 100, "model.embed_dim": 32})
+    assert a == sweep.point_id("configs/clip.py:tiny", {"model.embed_dim": 32, "train.steps": 100})
+    assert a.startswith("clip-embed_dim32-steps100-")
+    others = {sweep.point_id("configs/siglip.py:tiny", {"train.steps": 100, "model.embed_dim": 32}),
+              sweep.point_id("configs/clip.py:tiny", {"train.steps": 100, "model.embed_dim": 64}),
+              sweep.point_id("configs/clip.py:tiny", {"train.steps": 100, "model.embed_dim": 32}, ["--config.seed=1"])}
+    assert a not in others and len(others) == 3
+
+
+def test_named_sweeps_accepts_dict_or_list(tmp_path):
+    sweeps = sweep.named_sweeps("configs/clip.py:tiny")
+    assert {"scaling", "seeds"} <= set(sweeps) and len(sweeps["scaling"]) == 9
+    listed = tmp_path / "listed.py"
+    listed.write_text("def get_config(arg=None):\n    return None\n\n"
+                      "def get_sweep(arg=None):\n    return [{'seed': 1}, {'seed': 2}]\n")
+    assert sweep.named_sweeps(str(listed)) == {"default": [{"seed": 1}, {"seed": 2}]}
+    bare = tmp_path / "bare.py"
+    bare.write_text("def get_config(arg=None):\n    return None\n")
+    with pytest.raises(ConfigError, match="get_sweep"):
+        sweep.named_sweeps(str(bare))
+
+
+def test_unknown_sweep_or_key_fails_before_compute(tmp_path):
+    cfg = _write_config(tmp_path)
+    with pytest.raises(ConfigError, match="unknown sweep 'nope'.*grid, typo"):
+        sweep.run_sweep(cfg + ":tiny", "nope", tmp_path / "r")
+    with pytest.raises(ConfigError, match="train.stepz"):
+        sweep.run_sweep(cfg + ":tiny", "typo", tmp_path / "r")
+    assert not list((tmp_path / "r").glob("*/point.json"))
+
+
+def test_plan_only_writes_points_and_trains_nothing(tmp_path):
+    cfg = _write_config(tmp_path)
+    lines = []
+    rows = sweep.run_sweep(cfg + ":tiny", "grid", tmp_path / "r", plan_only=True, echo=lines.append)
+    assert [r["status"] for r in rows] == ["incomplete"] * 2
+    assert sum(": planned" in line for line in lines) == 2
+    for r in rows:
+        point = json.loads((tmp_path / "r" / r["id"] / "point.json").read_text())
+        assert point["sweep"] == "grid" and not (tmp_path / "r" / r["id"] / "checkpoints").exists()
+
+
+def test_sweep_runs_records_failure_skips_finished_and_reports(tmp_path):
+    cfg = _write_config(tmp_path)
+    root = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "vljax.main", "sweep", "--config", cfg + ":tiny", "--sweep", "grid",
+           "--root", str(root), "--parallel", "2", *SMALL]
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+
+    # Interrupt the good point after 1 of its 3 steps, as a preempted sweep would leave it.
+    good = sweep.point_id(cfg + ":tiny", {"train.steps": 3}, SMALL)
+    pre = subprocess.run([sys.executable, "-m", "vljax.main", "train", "--config", cfg + ":tiny", *SMALL,
+                          "--config.train.steps=3", "--stop_after", "1", "--workdir", str(root / good)],
+                         cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=600)
+    assert pre.returncode == 0 and not (root / good / "results.json").exists(), pre.stderr
+
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one point is broken on purpose
+    out = proc.stdout
+    assert f"{good}: resuming" in out and "resumed from step 1" in (root / good / "log.txt").read_text()
+    assert out.count(": started") == 1 and out.count(": done in") == 1 and out.count("FAILED") == 1, out
+    rows = list(csv.DictReader(open(root / "results.csv")))
+    jsonl = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len(jsonl) == 2
+    by_status = {}
+    for r in jsonl:
+        by_status.setdefault(r["status"], []).append(r)
+    assert len(by_status["finished"]) == 1 and len(by_status["failed"]) == 1
+    assert by_status["failed"][0]["error"] == "ValueError: image size (32, 32) is not divisible by patch_size (7, 7)"
+    for r in by_status["finished"]:
+        point = json.loads((root / r["id"] / "point.json").read_text())
+        flops = two_tower_flops(sweep.point_config(point))
+        steps = r["override.train.steps"]
+        assert r["samples_seen"] == steps * 16 and r["train_steps"] == steps
+        assert r["train_flops_per_example"] == pytest.approx(flops.train)
+        assert r["compute"] == pytest.approx(flops.train * steps * 16)
+        assert r["params"] > 0 and r["wall_time_s"] > 0 and 0 <= r["zeroshot/shape_acc"] <= 1
+        assert r["method"] == "clip"
+    header = list(rows[0])
+    assert header[:5] == ["id", "status", "config", "sweep", "method"]
+    assert {"override.train.steps", "compute", "samples_seen", "params", "wall_time_s"} <= set(header)
+
+    # Rerun: finished points are skipped, the failed one is retried (and fails again).
+    mtimes = {r["id"]: (root / r["id"] / "results.json").stat().st_mtime for r in by_status["finished"]}
+    again = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1
+    assert again.stdout.count("finished earlier, skipped") == 1 and again.stdout.count("FAILED") == 1
+    assert mtimes == {i: (root / i / "results.json").stat().st_mtime for i in mtimes}
+
+    rep = subprocess.run([sys.executable, "-m", "vljax.main", "report", "--root", str(root), "--n_boot", "50"],
+                         cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    text = (root / "report.md").read_text()
+    assert "## Results" in text and "### Failed points" in text and "## Compute frontier" in text
+    assert (root / "frontier.png").stat().st_size > 0
+
+
+def _synthetic_root(tmp_path, exponents, noise=0.01, seed=0):
+    """Point dirs with results.json from known laws E = b * C^a per method (no training)."""
+    rng = np.random.default_rng(seed)
+    root = tmp_path / "synthetic"
+    truth = {}
+    for method, (a, b) in exponents.items():
+        spec = f"configs/{method}.py:tiny"
+        for i, steps in enumerate((100, 200, 400, 800, 1600, 3200, 6400)):
+            ov = {"train.steps": steps}
+            pid = sweep.point_id(spec, ov)
+            d = root / pid
+            d.mkdir(parents=True)
+            point = {"id": pid, "config": spec, "sweep": "scaling", "cli_overrides": [], "overrides": ov,
+                     "wall_time_s": 1.0 + i}
+            (d / "point.json").write_text(json.dumps(point))
+            c = two_tower_flops(sweep.point_config(point)).train * steps * 128
+            err = b * c ** a * 10 ** rng.normal(0, noise)
+            (d / "results.json").write_text(json.dumps({
+                "zeroshot/shape_acc": 1 - err, "examples_seen": steps * 128.0, "params": 1e6,
+                "train_steps": float(steps)}))
+        truth[method] = (a, b)
+    return root, truth
+
+
+def test_report_recovers_known_exponents_and_compares(tmp_path):
+    root, truth = _synthetic_root(tmp_path, {"clip": (-0.10, 4.0), "siglip": (-0.20, 60.0)})
+    # A failed point must be listed, not fitted.
+    bad = root / "broken"
+    bad.mkdir()
+    (bad / "point.json").write_text(json.dumps({"id": "broken", "config": "configs/clip.py:tiny",
+                                                "overrides": {"train.steps": 3}}))
+    (bad / "error.json").write_text(json.dumps({"error": "RuntimeError: boom", "returncode": 1}))
+    path = report.write_sweep_report(root, n_boot=200, level=0.9)
+    text = path.read_text()
+    rows = sweep.read_rows(root)
+    points = report.scaling_points(rows, "zeroshot/shape_acc")
+    fits = report.fit_groups(points, "method", n_boot=200, level=0.9)
+    for method, (a, _) in truth.items():
+        fit, boot = fits[method]
+        assert fit.a == pytest.approx(a, abs=0.01)
+        lo, hi = boot.interval("a")
+        assert lo < fit.a < hi
+        assert f"| {method} | 7 | {fit.a:.3f} |" in text
+    comps = report.compare_groups(points, "method", ["clip", "siglip"], n_boot=200, level=0.9)
+    (_, _, comp), = comps
+    assert comp.paired and comp.significant and comp.diff == pytest.approx(0.10, abs=0.02)
+    assert "| clip | siglip |" in text and "RuntimeError: boom" in text
+    assert (root / "scaling.png").stat().st_size > 0 and (root / "frontier.png").stat().st_size > 0
+    assert "| broken |" in text and text.count("failed") >= 1
+
+
+def test_report_rejects_unknown_metric(tmp_path):
+    root, _ = _synthetic_root(tmp_path, {"clip": (-0.1, 4.0)})
+    with pytest.raises(ValueError, match="metric 'retrieval/nope'.*zeroshot/shape_acc"):
+        report.write_sweep_report(root, metric="retrieval/nope", n_boot=20)
+
+
+def test_pareto_frontier_matches_brute_force():
+    rng = np.random.default_rng(3)
+    c = rng.uniform(1, 100, 40)
+    e = rng.uniform(0.1, 1.0, 40)
+    got = set(report.pareto_frontier(c, e).tolist())
+    want = {i for i in range(40) if not any((c[j] <= c[i]) and (e[j] < e[i]) for j in range(40) if j != i)}
+    assert got == want

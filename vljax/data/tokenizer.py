@@ -1,0 +1,110 @@
+"""Tokenizers: the world's word-level vocabulary, or sentencepiece (trained on a corpus or loaded).
+
+All tokenizers share the id convention pad=0, bos=1, eos=2 used by the text towers
+(padding is detected as `tokens == 0`).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+class Tokenizer(Protocol):
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]:
+        """str -> ids without bos/eos."""
+
+
+class WorldTokenizer:
+    """Word-level tokenizer over `World.vocab` (closed vocabulary: exact, no <unk> on world text)."""
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+        self.vocab_size = len(vocab)
+
+    def encode(self, text: str) -> list[int]:
+        """str -> word ids."""
+        return list(self.vocab.ids(text))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """ids -> text (special tokens dropped)."""
+        return " ".join(w for w in self.vocab.words([i for i in ids if i > EOS]))
+
+
+class SentencePieceTokenizer:
+    """sentencepiece model with pad=0, bos=1, eos=2 (as trained by `train_sentencepiece`)."""
+
+    def __init__(self, model: str | bytes):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor()
+        if isinstance(model, bytes):
+            self.sp.LoadFromSerializedProto(model)
+        else:
+            self.sp.Load(str(model))
+        if self.sp.pad_id() != PAD or self.sp.bos_id() != BOS or self.sp.eos_id() != EOS:
+            raise ValueError(f"sentencepiece model must use pad=0 bos=1 eos=2, got pad={self.sp.pad_id()} "
+                             f"bos={self.sp.bos_id()} eos={self.sp.eos_id()}; retrain with train_sentencepiece")
+        self.vocab_size = self.sp.GetPieceSize()
+
+    def encode(self, text: str) -> list[int]:
+        """str -> piece ids."""
+        return self.sp.EncodeAsIds(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """ids -> text."""
+        return self.sp.DecodeIds([int(i) for i in ids if i > EOS])
+
+
+def train_sentencepiece(texts: Iterable[str], vocab_size: int, path: str | Path | None = None,
+                        model_type: str = "unigram") -> SentencePieceTokenizer:
+    """Trains a sentencepiece model (byte fallback on) on texts; writes PATH.model when path is given."""
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.Train(
+        sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
+        pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=3, byte_fallback=True, hard_vocab_limit=False,
+        character_coverage=1.0, minloglevel=2)
+    proto = buf.getvalue()
+    if path is not None:
+        Path(path).with_suffix(".model").write_bytes(proto)
+    return SentencePieceTokenizer(proto)
+
+
+def pad_tokens(ids: Sequence[int], max_len: int, bos: bool = True, eos: bool = True) -> np.ndarray:
+    """ids -> int32 [max_len]: [bos] ids [eos] 0..0, truncated so that eos is always kept."""
+    body = list(ids)
+    room = max_len - int(bos) - int(eos)
+    if room < 0:
+        raise ValueError(f"max_len={max_len} too small for bos/eos")
+    body = ([BOS] if bos else []) + body[:room] + ([EOS] if eos else [])
+    out = np.zeros((max_len,), np.int32)
+    out[: len(body)] = body
+    return out
+
+
+def tokenize(tok: Tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:
+    """[B] strings -> int32 [B, max_len]."""
+    return np.stack([pad_tokens(tok.encode(t), max_len) for t in texts]) if len(texts) else \
+        np.zeros((0, max_len), np.int32)
+
+
+def make_tokenizer(cfg, world=None) -> Tokenizer:
+    """config.tokenizer -> tokenizer. kind 'world' (needs a World) or 'sentencepiece' (path)."""
+    kind = cfg.get("kind", "world")
+    if kind == "world":
+        if world is None:
+            raise ValueError("config.tokenizer.kind='world' needs the synthetic world as data source")
+        return WorldTokenizer(world.vocab)
+    if kind == "sentencepiece":
+        if not cfg.get("path"):
+            raise ValueError("config.tokenizer.path: a sentencepiece .model file is required")
+        return SentencePieceTokenizer(cfg.path)
+    raise ValueError(f"config.tokenizer.kind: unknown {kind!r} (world, sentencepiece)")

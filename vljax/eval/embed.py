@@ -1,0 +1,42 @@
+"""Sharded embedding of eval images / texts: host arrays -> global batches -> jitted encoder -> host [N, E]."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from vljax import sharding as shard_lib
+
+
+def embed_in_batches(fn: Callable, params, arrays: np.ndarray, batch_size: int, mesh) -> np.ndarray:
+    """[N, ...] host array (same on every host) -> [N, E] host embeddings, computed sharded in batches.
+
+    NOTE: the last batch is padded up to the batch size so one compiled shape serves all.
+    """
+    n = len(arrays)
+    div = shard_lib.batch_size_divisor(mesh)
+    batch_size = max(div, batch_size // div * div)
+    pc, pi = jax.process_count(), jax.process_index()
+    jfn = jax.jit(fn)
+    outs = []
+    for start in range(0, n, batch_size):
+        chunk = arrays[start:start + batch_size]
+        pad = batch_size - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+        local = chunk.reshape(pc, batch_size // pc, *chunk.shape[1:])[pi]
+        g = shard_lib.host_to_global({"x": local}, mesh)["x"]
+        out = jfn(params, g)
+        out = multihost_utils.process_allgather(out, tiled=True) if pc > 1 else np.asarray(out)
+        outs.append(np.asarray(out, np.float32)[: batch_size - pad])
+    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+def world_samples(world, split: str, n: int, fields: Sequence[str]) -> list[dict]:
+    """The first n samples of a world split (eval splits are fixed, unshuffled)."""
+    size = world.split_size(split)
+    if n > size:
+        raise ValueError(f"eval asks for {n} samples but split {split!r} has {size}")
+    return [world.sample(split, i, fields=tuple(fields)) for i in range(n)]

@@ -1,0 +1,57 @@
+"""Zero-shot classification with prompt-template ensembles (CLIP protocol) on world label tasks."""
+from __future__ import annotations
+
+import numpy as np
+
+from vljax.data import tokenizer as tokenizer_lib
+from vljax.eval.embed import embed_in_batches, world_samples
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def class_embeddings(exp, params, embed_texts, classes, templates) -> np.ndarray:
+    """C class names x T templates -> [C, E]: mean of normalized template embeddings, renormalized."""
+    texts = [t.format(c) for c in classes for t in templates]
+    tokens = tokenizer_lib.tokenize(exp.tokenizer, texts, exp.config.data.max_len)
+    emb = embed_in_batches(embed_texts, params, tokens, exp.config.eval_batch_size, exp.mesh)
+    emb = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+    emb = emb.reshape(len(classes), len(templates), -1).mean(1)
+    return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+
+
+def evaluate(exp, params, cfg) -> dict[str, float]:
+    """cfg: split, n, tasks (world label tasks, e.g. 'shape', 'color'), templates kind, world overrides."""
+    world = exp.world
+    if cfg.get("world_overrides"):
+        from vljax.data.world import World
+
+        wcfg = exp.config.data.world.copy_and_resolve_references()
+        wcfg.update_from_flattened_dict(dict(cfg.world_overrides.items() and
+                                             _flatten(cfg.world_overrides.to_dict())))
+        world = World(wcfg)
+    embed_images, embed_texts = exp.method.encoders(exp.model, exp.config)
+    tasks = tuple(cfg.tasks)
+    fields = ("image",) + tuple(f"labels/main_{t}" for t in tasks)
+    samples = world_samples(world, cfg.split, int(cfg.n), fields)
+    images = np.stack([s["image"] for s in samples])
+    img = embed_in_batches(embed_images, params, images, exp.config.eval_batch_size, exp.mesh)
+    img = img / np.linalg.norm(img, axis=-1, keepdims=True)
+    out = {}
+    for task in tasks:
+        classes = world.class_names(task, "en")
+        templates = world.templates("en", cfg.get("templates", "ensemble_image"))
+        cls = class_embeddings(exp, params, embed_texts, classes, templates)
+        labels = np.array([s[f"labels/main_{task}"] for s in samples])
+        pred = (img @ cls.T).argmax(-1)
+        out[f"{task}_acc"] = float((pred == labels).mean())
+    if tasks:
+        out["mean_acc"] = float(np.mean([out[f"{t}_acc"] for t in tasks]))
+    return out

@@ -1,0 +1,1 @@
+"""Experiment layer above single runs: sweeps (`sweep`), compute accounting (`flops`), sweep reports (`report`)."""

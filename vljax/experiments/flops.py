@@ -1,0 +1,146 @@
+"""Analytic forward FLOPs per example of the ViT, the text encoder and the two-tower model.
+
+Counts matrix multiplies only, 2 FLOPs per multiply-add (the convention of XLA's cost
+analysis and of Kaplan et al.); norms, activations, softmax and the embedding gather are
+left out (a few % of the total at the widths where compute matters; see tests/test_flops.py
+for the measured gap to `compiled().cost_analysis()['flops']`). Training costs ~3x the
+forward pass (backward = 2x forward for matmuls), which `TRAIN_FACTOR` encodes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+
+TRAIN_FACTOR = 3.0
+
+
+def _pos_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def mlp_flops(tokens: int, width: int, mlp_dim: int, activation: str = "gelu") -> float:
+    """[N, D] -> [N, D] MLP forward FLOPs (three kernels for swiglu, two otherwise)."""
+    kernels = 3 if activation == "swiglu" else 2
+    return 2.0 * kernels * tokens * width * mlp_dim
+
+
+def attention_flops(q_tokens: int, kv_tokens: int, width: int, num_heads: int,
+                    num_kv_heads: int | None = None, kv_width: int | None = None) -> float:
+    """[Nq, D] x [Nk, Dkv] -> [Nq, D] multi-head attention forward FLOPs (projections + scores + mix)."""
+    head_dim = width // num_heads
+    kv_width = width if kv_width is None else kv_width
+    kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+    q_proj = 2.0 * q_tokens * width * num_heads * head_dim
+    kv_proj = 2.0 * 2 * kv_tokens * kv_width * kv_heads * head_dim
+    scores = 2.0 * q_tokens * kv_tokens * num_heads * head_dim
+    mix = 2.0 * q_tokens * kv_tokens * num_heads * head_dim
+    out = 2.0 * q_tokens * num_heads * head_dim * width
+    return q_proj + kv_proj + scores + mix + out
+
+
+def block_flops(tokens: int, width: int, num_heads: int, mlp_dim: int, activation: str = "gelu") -> float:
+    """[N, D] -> [N, D] pre-LN transformer block forward FLOPs (self-attention + MLP)."""
+    return attention_flops(tokens, tokens, width, num_heads) + mlp_flops(tokens, width, mlp_dim, activation)
+
+
+def pool_flops(kind: str, tokens: int, width: int, num_heads: int, mlp_dim: int | None) -> float:
+    """[N, D] -> [D] pooling FLOPs: zero except the MAP head (1-query attention probe + MLP)."""
+    if kind != "map":
+        return 0.0
+    return attention_flops(1, tokens, width, num_heads) + mlp_flops(1, width, mlp_dim or 4 * width)
+
+
+def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, int], width: int, depth: int,
+              num_heads: int, mlp_dim: int, pool: str = "gap", activation: str = "gelu",
+              channels: int = 3) -> float:
+    """One [H, W, C] image -> forward FLOPs of the ViT (patch embedding, `depth` blocks, pooling)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    for name, v in (("image height", h), ("image width", w), ("patch height", ph), ("patch width", pw),
+                    ("width", width), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+        _pos_int(name, v)
+    if h % ph or w % pw:
+        raise ValueError(f"image_size {(h, w)} is not divisible by patch_size {(ph, pw)}")
+    patches = (h // ph) * (w // pw)
+    tokens = patches + (1 if pool == "cls" else 0)
+    embed = 2.0 * patches * ph * pw * channels * width
+    blocks = depth * block_flops(tokens, width, num_heads, mlp_dim, activation)
+    return embed + blocks + pool_flops(pool, tokens, width, num_heads, mlp_dim)
+
+
+def text_flops(length: int, width: int, depth: int, num_heads: int, mlp_dim: int, pool: str = "last",
+               activation: str = "gelu") -> float:
+    """One [L] token sequence -> forward FLOPs of the text encoder (pads are computed, then masked)."""
+    for name, v in (("length", length), ("width", width), ("depth", depth), ("num_heads", num_heads),
+                    ("mlp_dim", mlp_dim)):
+        _pos_int(name, v)
+    blocks = depth * block_flops(length, width, num_heads, mlp_dim, activation)
+    return blocks + pool_flops(pool, length, width, num_heads, mlp_dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoTowerFlops:
+    """Forward FLOPs per example of each part of a two-tower model, and totals."""
+    image: float
+    text: float
+    projections: float
+    loss: float
+
+    @property
+    def forward(self) -> float:
+        """Total forward FLOPs per example."""
+        return self.image + self.text + self.projections + self.loss
+
+    @property
+    def train(self) -> float:
+        """Training FLOPs per example (forward + backward = TRAIN_FACTOR x forward)."""
+        return TRAIN_FACTOR * self.forward
+
+
+def _vit_dims(image: Mapping[str, Any]) -> dict:
+    from vljax.models.vit import vit_config
+
+    dims = vit_config(image["variant"]) if image.get("variant") else {}
+    for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
+        if image.get(key) is not None:
+            dims[key] = image[key]
+    missing = [k for k in ("width", "depth", "num_heads", "mlp_dim", "patch_size") if k not in dims]
+    if missing:
+        raise ValueError(f"config.model.image lacks {missing} (give variant='B/16' or the fields)")
+    return dims
+
+
+def two_tower_flops(config, *, batch_size: int = 0) -> TwoTowerFlops:
+    """Config (model, data.world.resolution, data.max_len) -> per-example forward FLOPs of the two towers.
+
+    batch_size > 0 adds the contrastive logits ([B, E] x [E, B] = 2 B E per example); 0 leaves them out,
+    as scaling-law papers do (they do not grow with the model).
+    """
+    m = config.model
+    image = dict(m.image)
+    dims = _vit_dims(image)
+    res = int(image.get("image_size") or config.data.world.resolution)
+    patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
+    img = vit_flops(res, patch, int(dims["width"]), int(dims["depth"]), int(dims["num_heads"]), int(dims["mlp_dim"]),
+                    pool=image.get("pool", "gap"), activation=image.get("activation", "gelu"))
+    t = m.text
+    txt = text_flops(int(config.data.max_len), int(t.width), int(t.depth), int(t.num_heads), int(t.mlp_dim),
+                     pool=t.get("pool", "last"), activation=t.get("activation", "gelu"))
+    embed = _pos_int("config.model.embed_dim", m.embed_dim)
+    proj = 2.0 * embed * (int(dims["width"]) + int(t.width))
+    loss = 2.0 * int(batch_size) * embed if batch_size else 0.0
+    return TwoTowerFlops(image=img, text=txt, projections=proj, loss=loss)
+
+
+def compiled_flops_per_call(fn, *args) -> float:
+    """jit(fn)(*args) -> FLOPs of one call from XLA's cost analysis of the compiled executable."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    if not cost or "flops" not in cost:
+        raise RuntimeError("this backend's cost analysis reports no 'flops'")
+    return float(cost["flops"])

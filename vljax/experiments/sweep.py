@@ -1,0 +1,265 @@
+"""Local sweeps: run every point of a config's named sweep in ROOT/<point-id>/, resumably, and collect a table.
+
+A point is a {dotted config key: value} dict from the config's `get_sweep(arg)`. Each point
+trains in its own subprocess (`python -m vljax.experiments.run_point ROOT/<id>/point.json`), so
+a crash or an out-of-memory kill is recorded as that point's error and the sweep goes on.
+Finished points (results.json present) are skipped; interrupted ones resume from their newest
+checkpoint (the trainer does that by itself). Results: ROOT/results.csv and ROOT/results.jsonl.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from vljax.config import ConfigError, load_config, load_module, set_overrides, split_spec
+
+POINT_FILE = "point.json"
+RESULTS_FILE = "results.json"
+ERROR_FILE = "error.json"
+LOG_FILE = "log.txt"
+
+
+def named_sweeps(config_spec: str) -> dict[str, list[dict[str, Any]]]:
+    """'configs/clip.py:tiny' -> {sweep name: [override dicts]} from the module's get_sweep(arg).
+
+    get_sweep may return a dict of named sweeps or a single list (then named 'default').
+    """
+    path, arg = split_spec(config_spec)
+    module = load_module(path)
+    if not hasattr(module, "get_sweep"):
+        raise ConfigError(f"{path} defines no get_sweep(arg)")
+    sweeps = module.get_sweep(arg) if arg is not None else module.get_sweep()
+    if isinstance(sweeps, (list, tuple)):
+        sweeps = {"default": list(sweeps)}
+    if not isinstance(sweeps, dict):
+        raise ConfigError(f"{path}: get_sweep must return a dict of named lists or a list, got {type(sweeps).__name__}")
+    for name, points in sweeps.items():
+        if not all(isinstance(p, dict) for p in points):
+            raise ConfigError(f"{path}: sweep {name!r} must be a list of {{dotted key: value}} dicts")
+    return {str(k): list(v) for k, v in sweeps.items()}
+
+
+def _slug_value(v: Any) -> str:
+    text = "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return re.sub(r"[^A-Za-z0-9.]+", "", text)[:16]
+
+
+def point_id(config_spec: str, overrides: dict[str, Any], cli_overrides: Sequence[str] = ()) -> str:
+    """(spec, {key: value}, ['--config.k=v']) -> stable directory name 'method-leafVALUE-...-<sha8>'."""
+    payload = json.dumps({"config": config_spec, "overrides": overrides, "cli": list(cli_overrides)},
+                         sort_keys=True, default=repr)
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:8]
+    stem = Path(split_spec(config_spec)[0]).stem
+    parts = [stem]
+    for k, v in sorted(overrides.items()):
+        part = f"{k.rsplit('.', 1)[-1]}{_slug_value(v)}"
+        parts += [part] if part not in parts else []
+    slug = "-".join(parts)[:80]
+    return f"{slug}-{digest}"
+
+
+def point_config(point: dict[str, Any]):
+    """point.json contents -> the ConfigDict it trains (spec, then CLI overrides, then sweep overrides)."""
+    cfg = load_config(point["config"], point.get("cli_overrides", []))
+    set_overrides(cfg, point.get("overrides", {}))
+    return cfg
+
+
+def _finished(workdir: Path) -> bool:
+    return (workdir / RESULTS_FILE).exists()
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
+
+
+def _last_error_line(log: str, returncode: int) -> str:
+    """The last 'SomeError: message' line of a traceback, else a description of the exit."""
+    for line in reversed(log.splitlines()):
+        if _EXCEPTION_LINE.match(line.strip()):
+            return line.strip()
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {returncode} with no output"
+
+
+def _launch(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
+    log = open(workdir / LOG_FILE, "ab")
+    cmd = [sys.executable, "-m", "vljax.experiments.run_point", str(workdir / POINT_FILE)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+    log.close()
+    return proc
+
+
+def _summary(results: dict[str, float], keys: int = 3) -> str:
+    shown = [k for k in sorted(results) if "/" in k][:keys]
+    return " ".join(f"{k}={results[k]:.4f}" for k in shown)
+
+
+def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int = 1,
+              cli_overrides: Sequence[str] = (), env: dict[str, str] | None = None,
+              plan_only: bool = False, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Runs the sweep's points (N at a time) under root, skipping finished ones -> collected rows.
+
+    Rows are also written to root/results.csv and root/results.jsonl; a failed point's row has
+    status 'failed' and its error. env: extra environment for the point subprocesses.
+    plan_only: write every root/<id>/point.json and list the points, train nothing.
+    """
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel}")
+    sweeps = named_sweeps(config_spec)
+    if sweep not in sweeps:
+        raise ConfigError(f"unknown sweep {sweep!r} for {config_spec}; defined: {', '.join(sweeps)}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    points = sweeps[sweep]
+    # NOTE: validate every point's keys before any compute, so a typo fails the sweep at once.
+    for ov in points:
+        point_config({"config": config_spec, "cli_overrides": list(cli_overrides), "overrides": ov})
+    run_env = dict(os.environ, **(env or {}))
+    queue = []
+    for i, ov in enumerate(points):
+        pid = point_id(config_spec, ov, cli_overrides)
+        workdir = root / pid
+        workdir.mkdir(exist_ok=True)
+        point = {"id": pid, "config": config_spec, "sweep": sweep, "cli_overrides": list(cli_overrides),
+                 "overrides": ov}
+        (workdir / POINT_FILE).write_text(json.dumps(point, indent=2, default=repr))
+        tag = f"[sweep] {i + 1}/{len(points)} {pid}"
+        if _finished(workdir):
+            echo(f"{tag}: finished earlier, skipped")
+            continue
+        if plan_only:
+            echo(f"{tag}: planned {json.dumps(ov, default=repr)}")
+            continue
+        queue.append((tag, workdir))
+    running: list[tuple[str, Path, subprocess.Popen, float]] = []
+    while queue or running:
+        while queue and len(running) < parallel:
+            tag, workdir = queue.pop(0)
+            (workdir / ERROR_FILE).unlink(missing_ok=True)
+            resumed = (workdir / "checkpoints").exists()
+            echo(f"{tag}: {'resuming' if resumed else 'started'}")
+            running.append((tag, workdir, _launch(workdir, run_env), time.time()))
+        time.sleep(0.2)
+        for item in list(running):
+            tag, workdir, proc, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            wall = time.time() - t0
+            _add_wall_time(workdir, wall)
+            if proc.returncode == 0 and _finished(workdir):
+                res = json.loads((workdir / RESULTS_FILE).read_text())
+                echo(f"{tag}: done in {wall:.1f}s {_summary(res)}")
+            else:
+                log = _tail(workdir / LOG_FILE)
+                err = {"returncode": proc.returncode, "error": _last_error_line(log, proc.returncode), "log_tail": log}
+                (workdir / ERROR_FILE).write_text(json.dumps(err, indent=2))
+                echo(f"{tag}: FAILED (exit {proc.returncode}) {err['error']}  [log: {workdir / LOG_FILE}]")
+    rows = collect(root)
+    n_failed = sum(r["status"] == "failed" for r in rows)
+    echo(f"[sweep] {len(rows)} points under {root}: {len(rows) - n_failed} finished, {n_failed} failed; "
+         f"table: {root / 'results.csv'}")
+    return rows
+
+
+def _add_wall_time(workdir: Path, seconds: float) -> None:
+    """Accumulates the subprocess wall time across resumptions in point.json."""
+    path = workdir / POINT_FILE
+    point = json.loads(path.read_text())
+    point["wall_time_s"] = float(point.get("wall_time_s", 0.0)) + seconds
+    path.write_text(json.dumps(point, indent=2))
+
+
+def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{k}": (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def point_row(workdir: Path) -> dict[str, Any]:
+    """One point directory -> a flat row: id, status, method, overrides, FLOPs, compute, metrics, wall time."""
+    from vljax.experiments.flops import two_tower_flops
+
+    point = json.loads((workdir / POINT_FILE).read_text())
+    row: dict[str, Any] = {"id": point["id"], "config": point["config"], "sweep": point.get("sweep", "")}
+    row.update(_flatten("override.", point.get("overrides", {})))
+    cfg = point_config(point)
+    row["method"] = cfg.method
+    row["wall_time_s"] = point.get("wall_time_s", math.nan)
+    try:
+        fl = two_tower_flops(cfg)
+        row["fwd_flops_per_example"] = fl.forward
+        row["train_flops_per_example"] = fl.train
+    except (ValueError, KeyError, AttributeError) as e:  # NOTE: a model family without an analytic count.
+        row["fwd_flops_per_example"] = row["train_flops_per_example"] = math.nan
+        row["flops_error"] = str(e)
+    if _finished(workdir):
+        res = json.loads((workdir / RESULTS_FILE).read_text())
+        row["status"] = "finished"
+        row["samples_seen"] = res.get("examples_seen", math.nan)
+        row["params"] = res.get("params", math.nan)
+        row["compute"] = row["train_flops_per_example"] * row["samples_seen"]
+        row.update({k: v for k, v in res.items() if k not in ("examples_seen", "params")})
+    else:
+        err_path = workdir / ERROR_FILE
+        row["status"] = "failed" if err_path.exists() else "incomplete"
+        if err_path.exists():
+            row["error"] = json.loads(err_path.read_text())["error"]
+    return row
+
+
+def collect(root: str | Path) -> list[dict[str, Any]]:
+    """root/*/point.json (+ results.json or error.json) -> rows; writes root/results.csv and .jsonl."""
+    root = Path(root)
+    rows = [point_row(p.parent) for p in sorted(root.glob(f"*/{POINT_FILE}"))]
+    write_table(rows, root)
+    return rows
+
+
+def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    first = ["id", "status", "config", "sweep", "method"]
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    overrides = sorted(k for k in keys if k.startswith("override."))
+    accounting = [k for k in ("fwd_flops_per_example", "train_flops_per_example", "samples_seen", "compute",
+                              "params", "wall_time_s") if k in keys]
+    rest = sorted(k for k in keys if k not in first + overrides + accounting)
+    return [k for k in first if k in keys] + overrides + accounting + rest
+
+
+def write_table(rows: list[dict[str, Any]], root: str | Path) -> None:
+    """rows -> root/results.jsonl (one JSON object per line) and root/results.csv (union of columns)."""
+    root = Path(root)
+    with open(root / "results.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, sort_keys=True, default=repr) + "\n")
+    cols = _columns(rows)
+    with open(root / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, restval="")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()})
+
+
+def read_rows(root: str | Path) -> list[dict[str, Any]]:
+    """root/results.jsonl -> rows (as written by collect)."""
+    path = Path(root) / "results.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `vljax sweep ... --root {root}` first")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,32 @@
+"""SigLIP (Zhai et al., 2023): two towers trained with a pairwise sigmoid loss.
+
+    z_ij = +1 if i == j else -1,   l_ij = t * <img_i, txt_j> + b
+    loss = -(1/B) sum_ij log sigmoid(z_ij * l_ij),  t init 10 (log-param), b init -10
+
+Sharded over the batch with a ring (ppermute): each device keeps its images and sees one
+peer text chunk at a time, so per-device memory does not grow with the device count.
+"""
+from __future__ import annotations
+
+from vljax.losses import contrastive
+from vljax.methods.clip import (  # noqa: F401 - SigLIP reuses CLIP's towers, data and evals
+    EVALS, _batch_sharded, build, contrastive_terms, data_spec, encoders, init_params)
+from vljax.sharding import BATCH_AXES
+
+LOSS = "sigmoid"
+
+
+def make_loss(model, config, mesh):
+    """-> loss_fn(params, batch, rng) -> (loss, metrics) with the sigmoid loss (ring-sharded)."""
+    impl = config.get("loss_impl", "ring")
+
+    def loss_fn(params, batch, rng):
+        del rng
+        img, txt, scale, bias = contrastive_terms(model, params, batch)
+        if _batch_sharded(mesh):
+            fn = contrastive.sharded_sigmoid_ring if impl == "ring" else contrastive.sharded_sigmoid_gather
+            loss, metrics = fn(img, txt, scale, bias, mesh, axes=BATCH_AXES)
+        else:
+            loss, metrics = contrastive.sigmoid_loss(img, txt, scale, bias)
+        return loss, dict(metrics, logit_scale=scale, logit_bias=bias)
+    return loss_fn

@@ -1,0 +1,44 @@
+"""FLOPs of a compiled step and model FLOPs utilization (MFU) against a per-device peak table."""
+from __future__ import annotations
+
+import jax
+
+# Dense bf16 peak FLOP/s per device (vendor figures). NOTE: matched by substring of
+# jax.Device.device_kind; CPUs have no entry, so MFU is reported only when known or
+# when config.train.peak_flops_per_device is set.
+PEAK_FLOPS = (
+    ("H200", 989e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("L4", 121e12),
+    ("TPU v6", 918e12),
+    ("TPU v5p", 459e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5e", 197e12),
+    ("TPU v4", 275e12),
+    ("TPU v3", 123e12),
+)
+
+
+def peak_flops_per_device(device: jax.Device | None = None, override: float | None = None) -> float | None:
+    """Peak FLOP/s of one device from the table (or the override), None when unknown."""
+    if override:
+        return float(override)
+    kind = (device or jax.devices()[0]).device_kind
+    for name, peak in PEAK_FLOPS:
+        if name.lower() in kind.lower():
+            return peak
+    return None
+
+
+def compiled_flops(compiled) -> float | None:
+    """FLOPs of one call of a compiled jax function (XLA cost analysis; per device under SPMD)."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - some backends do not implement it
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:
+        return None
+    return float(cost["flops"])

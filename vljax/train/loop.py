@@ -1,0 +1,260 @@
+"""The generic training loop: data -> sharded step -> checkpoints, metrics, evals, report.
+
+Resumes automatically from the newest checkpoint in the workdir (params, optimizer,
+step, rng and the data iterator position). SIGTERM/SIGINT save a checkpoint and exit
+cleanly; a non-finite loss stops the run naming the step and leaves the last good
+checkpoint as the newest one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vljax import sharding as shard_lib
+from vljax.data import pipeline, tokenizer as tokenizer_lib
+from vljax.methods import get_method
+from vljax.train import flops as flops_lib
+from vljax.train import optim, report, writers
+from vljax.train.checkpoint import Checkpointer
+from vljax.train.state import TrainState, create_sharded_state, param_count
+from vljax.train.step import make_train_step
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss or gradient norm becomes NaN/inf."""
+
+
+class Experiment:
+    """Everything a run needs, built once from the config (used by train, eval and tests)."""
+
+    def __init__(self, config, workdir: str | Path):
+        self.config = config
+        self.workdir = Path(workdir)
+        shard_lib.maybe_initialize_distributed()
+        self.mesh = shard_lib.make_mesh(dict(config.mesh))
+        self.rules = shard_lib.rules_from_config(config.sharding.get("rules"))
+        self.method = get_method(config.method)
+        self.world = None
+        if config.data.source == "world":
+            from vljax.data import world as world_lib
+
+            self.world = world_lib.World(config.data.world)
+        self.tokenizer = tokenizer_lib.make_tokenizer(config.tokenizer, self.world)
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            self.model = self.method.build(config, vocab_size=self.tokenizer.vocab_size)
+        batch = int(config.train.batch_size)
+        if batch % shard_lib.batch_size_divisor(self.mesh):
+            raise ValueError(f"config.train.batch_size={batch} not divisible by the batch shards "
+                             f"(data x fsdp = {shard_lib.batch_size_divisor(self.mesh)})")
+        init_fn = lambda r: self.method.init_params(self.model, config, r)
+        abstract_params = jax.eval_shape(lambda r: nn.meta.unbox(init_fn(r)), jax.random.key(0))
+        self.tx, self.schedule = optim.make_optimizer(config.optim, abstract_params)
+        self.init_fn = init_fn
+
+    def create_state(self) -> tuple[TrainState, Any]:
+        """Fresh sharded TrainState (+ shardings) from config.seed."""
+        return create_sharded_state(self.init_fn, self.tx, jax.random.key(int(self.config.seed)),
+                                    self.mesh, self.rules)
+
+    def train_dataset(self):
+        """grain IterDataset of host training batches."""
+        cfg = self.config
+        spec = self.method.data_spec(cfg)
+        src = self.world.source(cfg.data.split, fields=spec["fields"])
+        to_example = pipeline.to_example_fn(self.tokenizer, spec["text_fields"], spec["keep"],
+                                            cfg.data.max_len)
+        return pipeline.build_dataset(src, to_example, cfg.train.batch_size, shuffle_seed=cfg.data.shuffle_seed,
+                                      repeat=True, num_threads=cfg.data.num_threads, prefetch=cfg.data.prefetch)
+
+    def jit_step(self, shardings):
+        """The jitted, donated train step with explicit in/out shardings."""
+        cfg = self.config
+        loss_fn = self.method.make_loss(self.model, cfg, self.mesh)
+        step = make_train_step(loss_fn, self.tx, self.schedule, accum_steps=int(cfg.train.grad_accum_steps),
+                               mesh=self.mesh)
+        return jax.jit(step, in_shardings=(shardings, None), out_shardings=(shardings, None), donate_argnums=0)
+
+    def evaluate(self, params, step: int) -> dict[str, float]:
+        """Runs config.evals on params -> flat {name: value}."""
+        from vljax.eval import run_evals
+
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            return run_evals(self, params, step)
+
+
+def _install_signal_handlers(flag: dict) -> None:
+    def handler(signum, _frame):
+        flag["signal"] = signum
+        logging.warning("received signal %d: will checkpoint and exit after this step", signum)
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, handler)
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = None) -> dict[str, float]:
+    """Trains config.train.steps steps in workdir (resuming), evaluates, writes results.json + report.
+
+    stop_after: stop (with a checkpoint) once this global step is reached, as if preempted;
+    used by the resume test and for debugging.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    exp = Experiment(config, workdir)
+    cfg = config
+    total = int(cfg.train.steps)
+    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2)) if is_main else None
+
+    state, shardings = exp.create_state()
+    n_params = param_count(state.params)
+    ckpt = Checkpointer(workdir, keep=int(cfg.checkpoint.keep), async_save=bool(cfg.checkpoint.async_save))
+    dataset = exp.train_dataset()
+    it = iter(dataset)
+    start = 0
+    if ckpt.latest_step() is not None:
+        state, data_state, start = ckpt.restore(state, shardings)
+        if data_state is not None:
+            it.set_state(data_state)
+        print(f"[vljax] resumed from step {start} in {ckpt.dir}", flush=True)
+    step_fn = exp.jit_step(shardings)
+    writer = writers.create_writer(workdir, is_main)
+    flag: dict[str, Any] = {}
+    _install_signal_handlers(flag)
+
+    bs = int(cfg.train.batch_size)
+    step_flops, compiled = None, None
+    peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
+    log_every, ckpt_every = int(cfg.train.log_every), int(cfg.checkpoint.every)
+    eval_every = int(cfg.get("eval_every", 0))
+    print(f"[vljax] method={cfg.method} params={n_params / 1e6:.2f}M mesh={dict(exp.mesh.shape)} "
+          f"devices={jax.device_count()} batch={bs} steps={total} workdir={workdir}", flush=True)
+
+    pending = None
+    t_window, n_window = time.perf_counter(), 0
+    t_start = time.perf_counter()
+    stopped_by = None
+    step = start
+
+    def drain(pending):
+        s, m = pending
+        m = jax.device_get(m)
+        if not bool(m.pop("finite")):
+            raise NonFiniteLossError(
+                f"non-finite loss/gradient at step {s} (loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}); "
+                f"the update was skipped and the newest checkpoint ({ckpt.latest_step()}) is the last good one")
+        return s, {k: float(np.asarray(v).mean()) for k, v in m.items()}
+
+    def record(pending):
+        """Fetches one step's metrics (raises on non-finite), logs every log_every steps."""
+        nonlocal t_window, n_window
+        s, m = drain(pending)
+        n_window += 1
+        if s % log_every == 0 or s == total:
+            dt = time.perf_counter() - t_window
+            sps = n_window / max(dt, 1e-9)
+            m.update(steps_per_sec=sps, examples_per_sec=sps * bs)
+            if step_flops:
+                m["tflops_per_device"] = step_flops * sps / 1e12
+                if peak:
+                    m["mfu"] = step_flops * sps / peak
+            if is_main:
+                eta = (total - s) / max(sps, 1e-9)
+                mfu = f" mfu={m['mfu']:.1%}" if "mfu" in m else ""
+                print(f"[train] step {s:>6}/{total} loss={m['loss']:.4f} lr={m['lr']:.2e} "
+                      f"gnorm={m['grad_norm']:.3f} {sps:.2f} steps/s {sps * bs:.0f} ex/s{mfu} "
+                      f"ETA {_fmt_eta(eta)}", flush=True)
+            t_window, n_window = time.perf_counter(), 0
+        writer.write_scalars(s, m)
+
+    try:
+        with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+            while step < total:
+                host_batch = next(it)
+                batch = shard_lib.host_to_global(host_batch, exp.mesh)
+                if compiled is None:
+                    # NOTE: compile once explicitly so the cost analysis (FLOPs for MFU) comes
+                    # from the very executable that runs.
+                    compiled = step_fn.lower(state, batch).compile()
+                    step_flops = flops_lib.compiled_flops(compiled)
+                    t_window = time.perf_counter()
+                state, metrics = compiled(state, batch)
+                step += 1
+                # NOTE: metrics are fetched one step late so the host never stalls the device,
+                # except at checkpoints, evals and stops, which must only see finite states.
+                if pending is not None:
+                    record(pending)
+                pending = (step, metrics)
+                save = step % ckpt_every == 0
+                do_eval = bool(eval_every) and step % eval_every == 0 and step != total
+                if flag.get("signal") is not None or (stop_after is not None and step >= stop_after):
+                    stopped_by = "signal" if flag.get("signal") is not None else "stop_after"
+                if save or do_eval or stopped_by or step == total:
+                    record(pending)
+                    pending = None
+                if save and not stopped_by:
+                    ckpt.save(step, state, it.get_state())
+                if do_eval:
+                    res = exp.evaluate(state.params, step)
+                    writer.write_scalars(step, res)
+                    print("[eval] step", step, " ".join(f"{k}={v:.4f}" for k, v in sorted(res.items())), flush=True)
+                if stopped_by:
+                    break
+    except NonFiniteLossError as e:
+        ckpt.close()
+        writer.close()
+        print(f"[vljax] ERROR: {e}", file=sys.stderr, flush=True)
+        raise
+    if stopped_by:
+        ckpt.save(step, state, it.get_state(), force=True)
+        ckpt.close()
+        writer.close()
+        print(f"[vljax] stopped at step {step} ({stopped_by}); checkpoint saved; rerun the same command to resume",
+              flush=True)
+        return {}
+    ckpt.save(step, state, it.get_state(), force=True)
+    ckpt.wait()
+    train_time = time.perf_counter() - t_start
+    results = exp.evaluate(state.params, step)
+    results.update(train_steps=float(step), train_time_s=train_time, params=float(n_params),
+                   examples_seen=float(step * bs))
+    if step_flops:
+        results["flops_per_step_per_device"] = step_flops
+    writer.write_scalars(step, results)
+    writer.close()
+    ckpt.close()
+    if is_main:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+        report.write_report(workdir, cfg, results)
+    return results
+
+
+def evaluate_latest(config, workdir: str | Path) -> dict[str, float]:
+    """Restores the newest checkpoint in workdir, runs the evals, writes results.json."""
+    workdir = Path(workdir)
+    exp = Experiment(config, workdir)
+    state, shardings = exp.create_state()
+    ckpt = Checkpointer(workdir, async_save=False)
+    if ckpt.latest_step() is None:
+        raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints: train first")
+    state, _, step = ckpt.restore(state, shardings)
+    ckpt.close()
+    results = exp.evaluate(state.params, step)
+    results["train_steps"] = float(step)
+    if jax.process_index() == 0:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+        report.print_summary(results)
+    return results
