@@ -1,6 +1,12 @@
 """vljax: JAX-native vision-language pre-training."""
 from setuptools import find_packages, setup
 
+MEDIA = ["av>=12", "soundfile>=0.12"]
+# NOTE: torch 2.13.0 is the CPU build this project's machines carry on disk; a newer or
+# unpinned torch would pull a multi-GB CUDA build.
+INTEROP = ["torch==2.13.0", "transformers>=4.45"]
+NOTEBOOKS = ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6"]
+
 setup(
     name="vljax",
     version="0.1.0",
@@ -24,9 +30,19 @@ setup(
         "matplotlib>=3.9",
         # NOTE: event files are written with tensorboard's own writer: no TensorFlow in the hot path.
         "tensorboard>=2.18",
+        # checkpoint import (vljax/convert) and Hugging Face tokenizer.json loading
+        "safetensors>=0.4",
+        "tokenizers>=0.20",
+        "tqdm>=4.60",
+        "pillow>=10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist>=3"],
+        # video (PyAV) and flac (soundfile) decoding for vljax/data/sources
+        "media": MEDIA,
+        # reference implementations for the parity tests (never used by training)
+        "interop": INTEROP,
+        "notebooks": NOTEBOOKS,
+        "dev": ["pytest>=8", "pytest-xdist>=3", "portpicker>=1.6"] + MEDIA + INTEROP + NOTEBOOKS,
     },
     entry_points={"console_scripts": ["vljax=vljax.main:main"]},
 )

@@ -130,11 +130,17 @@ def test_sweep_runs_records_failure_skips_finished_and_reports(tmp_path):
     assert {"override.train.steps", "compute", "samples_seen", "params", "wall_time_s"} <= set(header)
 
     # Rerun: finished points are skipped, the failed one is retried (and fails again).
+    failed_id = by_status["failed"][0]["id"]
+    point = json.loads((root / failed_id / "point.json").read_text())
+    assert sweep.point_config(point).model.image.patch_size == (7, 7)  # the tuple survives JSON
+    wall = {r["id"]: r["wall_time_s"] for r in jsonl}
     mtimes = {r["id"]: (root / r["id"] / "results.json").stat().st_mtime for r in by_status["finished"]}
     again = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=600)
     assert again.returncode == 1
     assert again.stdout.count("finished earlier, skipped") == 1 and again.stdout.count("FAILED") == 1
     assert mtimes == {i: (root / i / "results.json").stat().st_mtime for i in mtimes}
+    rerun = {r["id"]: r["wall_time_s"] for r in sweep.read_rows(root)}
+    assert rerun[failed_id] > wall[failed_id] and all(rerun[i] == wall[i] for i in mtimes)  # wall time accumulates
 
     rep = subprocess.run([sys.executable, "-m", "vljax.main", "report", "--root", str(root), "--n_boot", "50"],
                          cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=300)
@@ -191,6 +197,8 @@ def test_report_recovers_known_exponents_and_compares(tmp_path):
     (_, _, comp), = comps
     assert comp.paired and comp.significant and comp.diff == pytest.approx(0.10, abs=0.02)
     assert "| clip | siglip |" in text and "RuntimeError: boom" in text
+    clip_acc = [p["zeroshot/shape_acc"] for p in points if p["method"] == "clip"]
+    assert f"| clip | 7 | {np.mean(clip_acc):.4f} ± {np.std(clip_acc):.4f} | {max(clip_acc):.4f} |" in text
     assert (root / "scaling.png").stat().st_size > 0 and (root / "frontier.png").stat().st_size > 0
     assert "| broken |" in text and text.count("failed") >= 1
 

@@ -50,6 +50,8 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert all(isinstance(v, (int, float)) for v in flat.values())
     assert {"zeroshot/shape_acc", "retrieval/i2t_r1", "retrieval/t2i_r10"} <= set(flat)
     assert res["train_steps"] == 6
+    # checkpoint.every dividing the step count: the final save must not collide with the periodic one
+    assert loop.train_and_evaluate(_cfg(4, "--config.checkpoint.every=2"), tmp_path / "every2")["train_steps"] == 4
     # Half, "process exit" (stop with checkpoint), then a fresh Experiment resumes to the end.
     assert loop.train_and_evaluate(_cfg(6), resumed, stop_after=3) == {}
     assert Checkpointer(resumed).latest_step() == 3

@@ -99,6 +99,19 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     return value
 
 
+def _parent_of(cfg: ml_collections.ConfigDict, key: str, valid: list[str]) -> tuple[Any, str]:
+    """'a.b.c' -> (cfg.a.b, 'c'); an unknown key raises ConfigError naming the nearest valid keys."""
+    if key not in valid:
+        near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+        raise ConfigError(f"unknown config key {key!r}"
+                          + (f"; nearest valid keys: {', '.join(near)}" if near else ""))
+    parent = cfg
+    *path, leaf = key.split(".")
+    for p in path:
+        parent = parent[p]
+    return parent, leaf
+
+
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
     """Applies 'a.b=value' strings in place; unknown keys and wrong types raise ConfigError."""
     valid = flat_keys(cfg)
@@ -107,14 +120,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, text = item.split("=", 1)
-        if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
-            raise ConfigError(f"unknown config key {key!r}"
-                              + (f"; nearest valid keys: {', '.join(near)}" if near else ""))
-        parent = cfg
-        *path, leaf = key.split(".")
-        for p in path:
-            parent = parent[p]
+        parent, leaf = _parent_of(cfg, key, valid)
         current = parent[leaf]
         if isinstance(current, ml_collections.ConfigDict):
             raise ConfigError(f"--config.{key} is a section; set one of its keys instead")
@@ -126,13 +132,6 @@ def set_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]) -> 
     """Applies a {dotted key: python value} dict (sweeps) in place, with the same key checks."""
     valid = flat_keys(cfg)
     for key, value in overrides.items():
-        if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
-            raise ConfigError(f"unknown config key {key!r}"
-                              + (f"; nearest valid keys: {', '.join(near)}" if near else ""))
-        parent = cfg
-        *path, leaf = key.split(".")
-        for p in path:
-            parent = parent[p]
+        parent, leaf = _parent_of(cfg, key, valid)
         with cfg.ignore_type():
             parent[leaf] = value

@@ -1,9 +1,12 @@
-"""vljax command line: train | eval | sweep | report.
+"""vljax command line: train | eval | sweep | report | data | tokenizer | convert.
 
   vljax train --config configs/clip.py:tiny --workdir DIR [--config.key=value ...]
   vljax eval  --config configs/clip.py:tiny --workdir DIR      # evaluates the newest checkpoint
   vljax sweep --config configs/clip.py:tiny --sweep scaling --root DIR [--parallel N] [--dry_run] [--config.key=value ...]
   vljax report --root DIR [--group_by method] [--metric zeroshot/shape_acc]
+  vljax data convert --format webdataset --input 'shards/*.tar' --output out/name [--num_shards N]
+  vljax tokenizer train --format text --input corpus.txt --vocab_size 8000 --output tok [--field text]
+  vljax convert --from {hf,open_clip,big_vision,vljax} --src PATH --dst DIR [--to hf] [--dtype bfloat16]
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +41,86 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", default="zeroshot/shape_acc", help="accuracy metric; error = 1 - metric")
     s.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     s.add_argument("--level", type=float, default=0.9, help="confidence level of the CIs")
+    _add_data_parsers(sub)
+    s = sub.add_parser("convert", help="convert checkpoints (HF CLIP/SigLIP/Llama-family, open_clip, big_vision)")
+    from vljax.convert.cli import add_arguments as convert_arguments
+    convert_arguments(s)
     return p
+
+
+def _add_data_parsers(sub) -> None:
+    from vljax.data.sources.registry import FORMATS
+
+    def source_args(s):
+        """Adds the arguments that open a source (registry.open_source)."""
+        s.add_argument("--input", required=True, help="file / glob / folder / tfds name of the source")
+        s.add_argument("--images", default="", help="(coco, karpathy, llava) image root")
+        s.add_argument("--captions", default=None, help="(video, audio) captions json/csv")
+        s.add_argument("--split", default="train",
+                       help="(karpathy, tfds, points, world) split; '' = all files (points)")
+        s.add_argument("--data_dir", default=None, help="(tfds) data_dir")
+        s.add_argument("--limit", type=int, default=None, help="read at most this many records")
+
+    data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("convert", help="write a source into array_record shards (+ summary)")
+    s.add_argument("--format", required=True, choices=FORMATS)
+    source_args(s)
+    s.add_argument("--output", required=True, help="output prefix: PREFIX.array_record-XXXXX-of-YYYYY")
+    s.add_argument("--num_shards", type=int, default=1)
+    s.add_argument("--max_bad_fraction", type=float, default=0.05)
+    s.add_argument("--verify_images", action="store_true", help="decode each 'image' and drop corrupt ones")
+    tok = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command",
+                                                                            required=True)
+    s = tok.add_parser("train", help="train a sentencepiece model (pad=0 bos=1 eos=2, byte fallback)")
+    s.add_argument("--format", required=True, choices=("text",) + FORMATS, help="text = plain files, a line each")
+    source_args(s)
+    s.add_argument("--field", default="text", help="record field holding the text (conversation for llava)")
+    s.add_argument("--vocab_size", type=int, required=True)
+    s.add_argument("--model_type", default="unigram", choices=("unigram", "bpe", "char", "word"))
+    s.add_argument("--output", required=True, help="writes OUTPUT.model")
+
+
+def _data(args) -> int:
+    from vljax.data.convert import convert_to_array_record
+    from vljax.data.sources.bad_records import BadDataError, BadRecordPolicy
+    from vljax.data.sources.registry import open_source
+    from vljax.data.transforms import DecodeImage
+
+    try:
+        source = open_source(args.format, args.input, images=args.images, captions=args.captions,
+                             split=args.split, data_dir=args.data_dir)
+        summary = convert_to_array_record(source, args.output, name=f"{args.format}:{args.input}",
+                                          num_shards=args.num_shards, limit=args.limit,
+                                          policy=BadRecordPolicy(max_bad_fraction=args.max_bad_fraction),
+                                          verify=DecodeImage().map if args.verify_images else None)
+    except (ValueError, BadDataError) as e:
+        print(f"vljax data convert: {e}", file=sys.stderr)
+        return 2
+    print(summary.format())
+    return 0
+
+
+def _tokenizer(args) -> int:
+    import itertools
+
+    from vljax.data.sources.array_record import expand_paths
+    from vljax.data.sources.registry import open_source
+    from vljax.data.sources.texts import iter_text_files, iter_texts
+    from vljax.data.tokenizer import train_sentencepiece
+
+    try:
+        if args.format == "text":
+            texts = itertools.islice(iter_text_files(expand_paths(args.input)), args.limit)
+        else:
+            source = open_source(args.format, args.input, images=args.images, captions=args.captions,
+                                 split=args.split, data_dir=args.data_dir)
+            texts = iter_texts(source, args.field, limit=args.limit)
+        tok = train_sentencepiece(texts, args.vocab_size, args.output, model_type=args.model_type)
+    except (ValueError, KeyError, RuntimeError) as e:  # NOTE: sentencepiece reports bad options as RuntimeError.
+        print(f"vljax tokenizer train: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(args.output).with_suffix('.model')} (vocab {tok.vocab_size})")
+    return 0
 
 
 def _sweep(args, overrides: list[str]) -> int:
@@ -50,6 +133,9 @@ def _sweep(args, overrides: list[str]) -> int:
     except ConfigError as e:
         print(f"vljax: config error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        print(f"vljax: sweep error: {e}", file=sys.stderr)
+        return 2
     return 1 if any(r["status"] == "failed" for r in rows) or (
         not args.dry_run and any(r["status"] != "finished" for r in rows)) else 0
 
@@ -57,8 +143,12 @@ def _sweep(args, overrides: list[str]) -> int:
 def _report(args) -> int:
     from vljax.experiments.report import write_sweep_report
 
-    write_sweep_report(args.root, group_by=args.group_by, metric=args.metric, n_boot=args.n_boot,
-                       level=args.level)
+    try:
+        write_sweep_report(args.root, group_by=args.group_by, metric=args.metric, n_boot=args.n_boot,
+                           level=args.level)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"vljax: report error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -72,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("VLJAX_LOGLEVEL", "WARNING"))
     if args.command == "sweep":
         return _sweep(args, overrides)
+    if args.command == "convert":
+        if overrides:
+            print("vljax: convert takes no --config.* overrides", file=sys.stderr)
+            return 2
+        from vljax.convert.cli import run as convert
+        return convert(args)
+    if args.command in ("data", "tokenizer"):
+        if overrides:
+            print(f"vljax: {args.command} takes no --config.* overrides", file=sys.stderr)
+            return 2
+        return _data(args) if args.command == "data" else _tokenizer(args)
     if args.command == "report":
         if overrides:
             print("vljax: report takes no --config.* overrides", file=sys.stderr)

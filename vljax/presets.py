@@ -40,6 +40,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_threads = 2
     c.data.prefetch = 4
     c.tokenizer = ml_collections.ConfigDict(dict(kind="world", path=""))
+    # Pretrained towers: '<format>:<path>' with format hf | open_clip | big_vision | vljax (docs/pretrained.md).
+    c.init = ml_collections.ConfigDict(dict(image="", text="", model=""))
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000
     c.train.batch_size = 128

@@ -304,3 +304,68 @@ def test_bad_config_names_the_field():
         rm.sample_room(_cfg(count=(5, 20)), 0, "train", 0)
     with pytest.raises(ValueError, match="room.classes"):
         rm.spec_room(_cfg(classes=("sofa",)))
+
+
+# ---------------------------------------------------------------- World-level API (kind object3d / room)
+def _check_spec(ex, spec):
+    assert sorted(ex) == sorted(spec)
+    for k, (shape, dtype) in spec.items():
+        if dtype is str:
+            assert isinstance(ex[k], (str, tuple)) and np.shape(ex[k]) == shape, k
+        else:
+            assert np.shape(ex[k]) == shape and np.asarray(ex[k]).dtype == dtype, k
+
+
+def test_world_object3d_dispatch_spec_meta_and_generator_bytes():
+    from vljax.data import world
+    w = world.World(world.get_config("object3d"))
+    ex = w.sample("val", 7)
+    _check_spec(ex, w.spec())
+    raw = p3.sample_object3d(w.cfg, w.cfg.seed, "val", 7)
+    for k in raw:
+        assert _bytes_equal(np.asarray(ex[k]), np.asarray(raw[k])), k
+    assert ex["meta/index"] == 7 and ex["meta/dup_of"] == -1 and ex["meta/config_hash"] == w.config_hash
+    assert w.label("val", 7, "shape3d") == int(ex["labels/shape3d"])
+    part = w.sample("val", 7, ("depth",))
+    _check_spec(part, w.spec(("depth",)))
+    assert "points" not in part and _bytes_equal(part["depth"], ex["depth"])
+    w10 = w.variant(**{"points.views": "pretrain10"})
+    assert w10.sample("val", 7, ("depth",))["depth"].shape == (10, 64, 64)
+    assert w10.config_hash != w.config_hash
+
+
+def test_world_room_sub_path_fields_and_errors():
+    from vljax.data import world
+    w = world.World(world.get_config("room"))
+    full = w.sample("train", 2)
+    _check_spec(full, w.spec())
+    part = w.sample("train", 2, ("rgbd/depth", "room/caption"))
+    _check_spec(part, w.spec(("rgbd/depth", "room/caption")))
+    assert "rgbd/rgb" not in part and "scene_points" not in part and "ref/text" not in part
+    for k, v in part.items():
+        if isinstance(v, np.ndarray):
+            assert _bytes_equal(v, full[k]), k
+        else:
+            assert v == full[k], k
+    with pytest.raises(ValueError, match="shape3d"):
+        w.label("train", 0, "shape3d")
+    with pytest.raises(ValueError, match="kind 'image'"):
+        w.scene("train", 0)
+    cfg = world.get_config("room")
+    cfg.room.rgbd_views = 0
+    with pytest.raises(ValueError, match="room.rgbd_views"):
+        world.World(cfg)
+
+
+def test_world_object3d_source_and_few_shot():
+    import grain
+    from vljax.data import world
+    w = world.World(world.get_config("object3d"))
+    src = w.source("val", fields=("points",))
+    assert len(src) == w.split_size("val")
+    ds = grain.MapDataset.source(src).shuffle(seed=3)
+    ex = ds[0]
+    assert ex["points"].shape == (1024, 6) and "depth" not in ex
+    idx = w.few_shot("shape3d", 2, seed=0, pool="val")
+    labels = [w.label("val", i, "shape3d") for i in idx]
+    assert np.bincount(labels, minlength=10).tolist() == [2] * 10

@@ -20,12 +20,14 @@ from vljax.data import tokenizer as tokenizer_lib
 def to_example_fn(tok, text_fields: dict[str, str], keep: Sequence[str], max_len: int) -> Callable:
     """Returns sample dict -> numeric example: text fields tokenized ([L] int32), `keep` arrays copied."""
 
+    ids = tokenizer_lib.special_ids(tok)
+
     def to_example(sample: dict[str, Any]) -> dict[str, np.ndarray]:
         out = {}
         for src, dst in text_fields.items():
             if src not in sample:
                 raise KeyError(f"text field {src!r} missing from sample; available: {sorted(sample)[:20]}...")
-            out[dst] = tokenizer_lib.pad_tokens(tok.encode(sample[src]), max_len)
+            out[dst] = tokenizer_lib.pad_tokens(tok.encode(sample[src]), max_len, **ids)
         for k in keep:
             if k not in sample:
                 raise KeyError(f"field {k!r} missing from sample; available: {sorted(sample)[:20]}...")

@@ -78,21 +78,30 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, path: str | Path 
     return SentencePieceTokenizer(proto)
 
 
-def pad_tokens(ids: Sequence[int], max_len: int, bos: bool = True, eos: bool = True) -> np.ndarray:
-    """ids -> int32 [max_len]: [bos] ids [eos] 0..0, truncated so that eos is always kept."""
+def pad_tokens(ids: Sequence[int], max_len: int, bos: bool = True, eos: bool = True, *,
+               bos_id: int = BOS, eos_id: int = EOS, pad_id: int = PAD) -> np.ndarray:
+    """ids -> int32 [max_len]: [bos] ids [eos] pad..pad, truncated so that eos is always kept."""
     body = list(ids)
+    bos, eos = bos and bos_id is not None, eos and eos_id is not None
     room = max_len - int(bos) - int(eos)
     if room < 0:
         raise ValueError(f"max_len={max_len} too small for bos/eos")
-    body = ([BOS] if bos else []) + body[:room] + ([EOS] if eos else [])
-    out = np.zeros((max_len,), np.int32)
+    body = ([bos_id] if bos else []) + body[:room] + ([eos_id] if eos else [])
+    out = np.full((max_len,), PAD if pad_id is None else pad_id, np.int32)
     out[: len(body)] = body
     return out
 
 
+def special_ids(tok) -> dict:
+    """The tokenizer's bos/eos/pad ids (HF tokenizers carry their own; the rest use 1/2/0)."""
+    return dict(bos_id=getattr(tok, "bos_id", BOS), eos_id=getattr(tok, "eos_id", EOS),
+                pad_id=getattr(tok, "pad_id", PAD))
+
+
 def tokenize(tok: Tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:
     """[B] strings -> int32 [B, max_len]."""
-    return np.stack([pad_tokens(tok.encode(t), max_len) for t in texts]) if len(texts) else \
+    ids = special_ids(tok)
+    return np.stack([pad_tokens(tok.encode(t), max_len, **ids) for t in texts]) if len(texts) else \
         np.zeros((0, max_len), np.int32)
 
 
@@ -107,4 +116,11 @@ def make_tokenizer(cfg, world=None) -> Tokenizer:
         if not cfg.get("path"):
             raise ValueError("config.tokenizer.path: a sentencepiece .model file is required")
         return SentencePieceTokenizer(cfg.path)
-    raise ValueError(f"config.tokenizer.kind: unknown {kind!r} (world, sentencepiece)")
+    if kind == "hf":
+        if not cfg.get("path"):
+            raise ValueError("config.tokenizer.path: a Hugging Face tokenizer.json (or its folder) is required")
+        from vljax.convert.tokenizer_hf import HFTokenizer
+
+        # NOTE: ids are the checkpoint's own (e.g. CLIP's end-of-text 49407), not pad=0/bos=1/eos=2.
+        return HFTokenizer(cfg.path)
+    raise ValueError(f"config.tokenizer.kind: unknown {kind!r} (world, sentencepiece, hf)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-EVALUATORS = ("zeroshot", "retrieval")
+EVALUATORS = ("zeroshot", "retrieval", "generation", "finegrained")
 
 
 def run_evals(exp, params, step: int) -> dict[str, float]:

@@ -152,6 +152,15 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
     if failed:
         lines += ["", "### Failed points", ""] + _table(["id", "error"], [[r["id"], r.get("error", "")]
                                                                            for r in failed])
+    lines += ["", f"## Method comparison (`{group_by}`)", ""]
+    summary = []
+    for g in sorted({str(r.get(group_by)) for r in rows}):
+        vals = np.array([_num(r.get(metric)) for r in rows if str(r.get(group_by)) == g and r["status"] == "finished"])
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            summary.append([g, vals.size, f"{vals.mean():.4f} ± {vals.std():.4f}", float(vals.max())])
+    lines += _table([group_by, "finished", f"{metric} mean ± std", "best"], summary) if summary else [
+        "No finished points."]
     fits = fit_groups(points, group_by, n_boot=n_boot, level=level, seed=seed)
     pct = f"{100 * level:.0f}%"
     lines += ["", f"## Scaling fits: E = b * C^a (log-log least squares, {pct} bootstrap CIs, {n_boot} resamples)", ""]
@@ -163,7 +172,8 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
         fit, boot = item
         ci_a = "[{:.3f}, {:.3f}]".format(*boot.interval("a")) if boot else "n/a (<= 3 compute values)"
         ci_b = "[{:.3g}, {:.3g}]".format(*boot.interval("b")) if boot else ""
-        fit_rows.append([g, fit.n_points, f"{fit.a:.3f}", ci_a, f"{fit.b:.4g}", ci_b, f"rmse(log10) {fit.rmse_log10:.3f}"])
+        fit_rows.append([g, fit.n_points, f"{fit.a:.3f}", ci_a, f"{fit.b:.4g}", ci_b,
+                         f"rmse(log10) {fit.rmse_log10:.3f}"])
         sel = [p for p in points if str(p.get(group_by)) == g]
         series.append(FitSeries(g, np.array([p["compute"] for p in sel]), np.array([p["error"] for p in sel]),
                                 fit, bootstrap=boot))

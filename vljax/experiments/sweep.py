@@ -67,10 +67,24 @@ def point_id(config_spec: str, overrides: dict[str, Any], cli_overrides: Sequenc
     return f"{slug}-{digest}"
 
 
+def _current(cfg, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def point_config(point: dict[str, Any]):
     """point.json contents -> the ConfigDict it trains (spec, then CLI overrides, then sweep overrides)."""
     cfg = load_config(point["config"], point.get("cli_overrides", []))
-    set_overrides(cfg, point.get("overrides", {}))
+    overrides = dict(point.get("overrides", {}))
+    for key, value in overrides.items():
+        # NOTE: JSON has no tuples; restore them where the config holds one (e.g. patch_size).
+        if isinstance(value, list) and isinstance(_current(cfg, key), tuple):
+            overrides[key] = tuple(value)
+    set_overrides(cfg, overrides)
     return cfg
 
 
@@ -114,10 +128,10 @@ def _summary(results: dict[str, float], keys: int = 3) -> str:
 def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int = 1,
               cli_overrides: Sequence[str] = (), env: dict[str, str] | None = None,
               plan_only: bool = False, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Runs the sweep's points (N at a time) under root, skipping finished ones -> collected rows.
+    """Runs the sweep's points (N at a time) under root, skipping finished ones -> their rows.
 
-    Rows are also written to root/results.csv and root/results.jsonl; a failed point's row has
-    status 'failed' and its error. env: extra environment for the point subprocesses.
+    The rows of every point under root are also written to root/results.csv and root/results.jsonl;
+    a failed point's row has status 'failed' and its error. env: extra environment for the point subprocesses.
     plan_only: write every root/<id>/point.json and list the points, train nothing.
     """
     if parallel < 1:
@@ -132,13 +146,16 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
     for ov in points:
         point_config({"config": config_spec, "cli_overrides": list(cli_overrides), "overrides": ov})
     run_env = dict(os.environ, **(env or {}))
-    queue = []
+    queue, ids = [], set()
     for i, ov in enumerate(points):
         pid = point_id(config_spec, ov, cli_overrides)
+        ids.add(pid)
         workdir = root / pid
         workdir.mkdir(exist_ok=True)
         point = {"id": pid, "config": config_spec, "sweep": sweep, "cli_overrides": list(cli_overrides),
                  "overrides": ov}
+        if (workdir / POINT_FILE).exists():
+            point["wall_time_s"] = json.loads((workdir / POINT_FILE).read_text()).get("wall_time_s", 0.0)
         (workdir / POINT_FILE).write_text(json.dumps(point, indent=2, default=repr))
         tag = f"[sweep] {i + 1}/{len(points)} {pid}"
         if _finished(workdir):
@@ -169,13 +186,16 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
                 echo(f"{tag}: done in {wall:.1f}s {_summary(res)}")
             else:
                 log = _tail(workdir / LOG_FILE)
-                err = {"returncode": proc.returncode, "error": _last_error_line(log, proc.returncode), "log_tail": log}
+                err = {"returncode": proc.returncode, "error": _last_error_line(log, proc.returncode),
+                       "log_tail": log}
                 (workdir / ERROR_FILE).write_text(json.dumps(err, indent=2))
                 echo(f"{tag}: FAILED (exit {proc.returncode}) {err['error']}  [log: {workdir / LOG_FILE}]")
-    rows = collect(root)
-    n_failed = sum(r["status"] == "failed" for r in rows)
-    echo(f"[sweep] {len(rows)} points under {root}: {len(rows) - n_failed} finished, {n_failed} failed; "
-         f"table: {root / 'results.csv'}")
+    # NOTE: the table covers every point under root (several sweeps may share it); the return
+    # value and the summary only this sweep's points.
+    rows = [r for r in collect(root) if r["id"] in ids]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "failed", "incomplete")}
+    echo(f"[sweep] {sweep}: {len(rows)} points, " + ", ".join(f"{n} {s}" for s, n in counts.items())
+         + f"; table: {root / 'results.csv'}")
     return rows
 
 

@@ -7,6 +7,8 @@ A method module provides:
   data_spec(config) -> dict(text_fields={sample key: batch key}, keep=(sample keys copied as arrays))
   encoders(model, config) -> (embed_images(params, images) -> [B, E], embed_texts(params, tokens) -> [B, E])
   EVALS: default evaluator names
+  make_example(sample, tokenizer, config) -> dict of arrays (optional: replaces the generic
+      tokenize-and-keep example builder, e.g. prompt + answer with a label mask)
 The trainer never knows which method runs; a method never touches the loop.
 """
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vljax.losses import contrastive
 from vljax.models.two_tower import TwoTower
@@ -62,19 +61,12 @@ def contrastive_terms(model: TwoTower, params, batch, train: bool = True):
     return out["img"], out["txt"], out["logit_scale"], out["logit_bias"]
 
 
-def _batch_sharded(mesh) -> bool:
-    return mesh is not None and int(np.prod([mesh.shape[a] for a in BATCH_AXES])) > 1
-
-
 def make_loss(model: TwoTower, config, mesh):
     """-> loss_fn(params, batch, rng) -> (loss, metrics) with the softmax InfoNCE loss."""
     def loss_fn(params, batch, rng):
         del rng
         img, txt, scale, _ = contrastive_terms(model, params, batch)
-        if _batch_sharded(mesh):
-            loss, metrics = contrastive.sharded_softmax_infonce(img, txt, scale, mesh, axes=BATCH_AXES)
-        else:
-            loss, metrics = contrastive.softmax_infonce(img, txt, scale)
+        loss, metrics = contrastive.contrastive_loss("softmax", img, txt, scale, mesh=mesh, axes=BATCH_AXES)
         return loss, dict(metrics, logit_scale=scale)
     return loss_fn
 

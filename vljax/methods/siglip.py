@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vljax.losses import contrastive
 from vljax.methods.clip import (  # noqa: F401 - SigLIP reuses CLIP's towers, data and evals
-    EVALS, _batch_sharded, build, contrastive_terms, data_spec, encoders, init_params)
+    EVALS, build, contrastive_terms, data_spec, encoders, init_params)
 from vljax.sharding import BATCH_AXES
 
 LOSS = "sigmoid"
@@ -23,10 +23,7 @@ def make_loss(model, config, mesh):
     def loss_fn(params, batch, rng):
         del rng
         img, txt, scale, bias = contrastive_terms(model, params, batch)
-        if _batch_sharded(mesh):
-            fn = contrastive.sharded_sigmoid_ring if impl == "ring" else contrastive.sharded_sigmoid_gather
-            loss, metrics = fn(img, txt, scale, bias, mesh, axes=BATCH_AXES)
-        else:
-            loss, metrics = contrastive.sigmoid_loss(img, txt, scale, bias)
+        loss, metrics = contrastive.contrastive_loss("sigmoid", img, txt, scale, bias, mesh=mesh, axes=BATCH_AXES,
+                                                     sigmoid_impl=impl)
         return loss, dict(metrics, logit_scale=scale, logit_bias=bias)
     return loss_fn

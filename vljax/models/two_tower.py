@@ -11,6 +11,7 @@ from vljax.models.vit import ViT
 Dtype = Any
 
 MAX_LOGIT_SCALE = 100.0
+PROJ_KINDS = ("linear", "linear_bias", "none")
 
 
 def l2_normalize(x, axis: int = -1, eps: float = 1e-12):
@@ -28,18 +29,28 @@ class TwoTower(nn.Module):
   temperature_init: float = float(np.log(1 / 0.07))
   bias_init: float | None = None
   normalize: bool = True
+  # NOTE: SigLIP has no image projection (the MAP head output is the embedding) and a biased text
+  # head; 'none' / 'linear_bias' express those layouts exactly.
+  img_proj_kind: str = "linear"
+  txt_proj_kind: str = "linear"
+  # NOTE: pretrained SigLIP learned scales above 100; None leaves exp(logit_scale) unclipped.
+  max_logit_scale: float | None = MAX_LOGIT_SCALE
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   def setup(self):
     self.img_tower = ViT(**{"dtype": self.dtype, "param_dtype": self.param_dtype, **self.image})
     self.txt_tower = TextEncoder(**{"dtype": self.dtype, "param_dtype": self.param_dtype, **self.text})
-    proj = lambda: nn.Dense(
-        self.embed_dim, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+    for field in ("img_proj_kind", "txt_proj_kind"):
+      if getattr(self, field) not in PROJ_KINDS:
+        raise ValueError(f"{field}={getattr(self, field)!r} is not one of {PROJ_KINDS}")
+    proj = lambda kind: (lambda x: x) if kind == "none" else nn.Dense(
+        self.embed_dim, use_bias=kind == "linear_bias", dtype=self.dtype, param_dtype=self.param_dtype,
         kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                 ("proj_in", "proj_out")))
-    self.img_proj = proj()
-    self.txt_proj = proj()
+                                                 ("proj_in", "proj_out")),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("proj_out",)))
+    self.img_proj = proj(self.img_proj_kind)
+    self.txt_proj = proj(self.txt_proj_kind)
     # NOTE: stored as log(scale) so the learned temperature stays positive.
     self.log_scale = self.param("logit_scale", nn.with_logical_partitioning(
         nn.initializers.constant(self.temperature_init), ()), (), jnp.float32)
@@ -65,8 +76,10 @@ class TwoTower(nn.Module):
     return self._finish(self.txt_proj(self.txt_tower(tokens, train=train)))
 
   def logit_params(self):
-    """-> (logit_scale scalar = exp(param) clipped at 100, logit_bias scalar or None)."""
-    scale = jnp.minimum(jnp.exp(self.log_scale), MAX_LOGIT_SCALE)
+    """-> (logit_scale scalar = exp(param) clipped at max_logit_scale, logit_bias scalar or None)."""
+    scale = jnp.exp(self.log_scale)
+    if self.max_logit_scale is not None:
+      scale = jnp.minimum(scale, self.max_logit_scale)
     return scale, (self.bias if self.bias_init is not None else None)
 
   def __call__(self, images, tokens, train: bool = False, return_tokens: bool = False):

@@ -4,6 +4,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vljax.models.tomeformer import merge_schedule, parse_token_merging, run_blocks, weighted_mean
 from vljax.nn.embeddings import PatchEmbed, posemb_sincos_2d, resample_posemb
 from vljax.nn.norms import make_norm
 from vljax.nn.pooling import Pool
@@ -52,7 +53,10 @@ class ViT(nn.Module):
   """[B, H, W, 3] -> [B, D] pooled (and [B, N, D] patch tokens with return_tokens=True).
 
   Give either `variant` ('B/16', 'So400m/14', 'mu') or width/depth/num_heads/mlp_dim explicitly;
-  explicit fields override the variant's.
+  explicit fields override the variant's. `token_merging` (None = off) is ToMe between attention and
+  MLP of every block: dict(r, schedule, mode, prop_attn), see vljax/models/tomeformer.py; the CLS
+  token (pool='cls') is never merged, 'gap' pools with size weights, and return_tokens gives the
+  merged tokens [B, N', D].
   """
   variant: str | None = None
   width: int | None = None
@@ -65,8 +69,13 @@ class ViT(nn.Module):
   posemb: str = "learn"
   activation: str = "gelu"
   norm: str = "layernorm"
+  norm_epsilon: float = 1e-6
+  pre_norm: bool = False  # a norm after the embeddings, before the blocks (OpenAI CLIP's ln_pre)
+  patch_bias: bool = True
+  pool_activation: str = "gelu"  # MLP activation of the 'map' pooling head
   dropout_rate: float = 0.0
   remat: str = "none"
+  token_merging: dict | None = None
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -104,29 +113,41 @@ class ViT(nn.Module):
   def __call__(self, images, *, train: bool = False, return_tokens: bool = False):
     """[B, H, W, 3] -> [B, D], or ([B, D], [B, N, D]) with return_tokens=True."""
     cfg = self.dims()
-    x = PatchEmbed(cfg["width"], cfg["patch_size"], dtype=self.dtype, param_dtype=self.param_dtype,
-                   name="embedding")(images.astype(self.dtype))
+    x = PatchEmbed(cfg["width"], cfg["patch_size"], use_bias=self.patch_bias, dtype=self.dtype,
+                   param_dtype=self.param_dtype, name="embedding")(images.astype(self.dtype))
     b, gh, gw, d = x.shape
     x = x.reshape(b, gh * gw, d) + self._posemb(x, cfg)
     if self.pool == "cls":
       cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.zeros, (None, "embed")),
                        (1, d), self.param_dtype)
       x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype)[None], (b, 1, d)), x], axis=1)
+    if self.pre_norm:
+      x = make_norm(self.norm, epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
+                    name="norm_pre")(x)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
 
     block_cls = block_class(self.remat)
-    for i in range(cfg["depth"]):
-      blk = block_cls(num_heads=cfg["num_heads"], mlp_dim=cfg["mlp_dim"], activation=self.activation,
-                      norm=self.norm, dropout_rate=self.dropout_rate, deterministic=not train,
-                      dtype=self.dtype, param_dtype=self.param_dtype, name=f"block_{i:02d}")
-      # NOTE: explicit branches so token merging (ToMe) can act between attention and MLP.
-      x = blk.attention_branch(x)
-      x = blk.mlp_branch(x)
-    x = make_norm(self.norm, dtype=self.dtype, param_dtype=self.param_dtype, name="norm_out")(x)
+    blocks = [block_cls(num_heads=cfg["num_heads"], mlp_dim=cfg["mlp_dim"], activation=self.activation,
+                        norm=self.norm, norm_epsilon=self.norm_epsilon, dropout_rate=self.dropout_rate,
+                        deterministic=not train,
+                        dtype=self.dtype, param_dtype=self.param_dtype, name=f"block_{i:02d}")
+              for i in range(cfg["depth"])]
+    merging = parse_token_merging(self.token_merging)
+    protect_cls = self.pool == "cls"
+    schedule = merge_schedule(merging, cfg["depth"], x.shape[1], protect_cls)
+    # NOTE: explicit branches so token merging (ToMe) can act between attention and MLP.
+    x, sizes = run_blocks(blocks, x, schedule, merging, protect_cls)
+    x = make_norm(self.norm, epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
+                  name="norm_out")(x)
 
-    pooled = Pool(self.pool, num_heads=cfg["num_heads"], mlp_dim=cfg["mlp_dim"], dtype=self.dtype,
-                  param_dtype=self.param_dtype, name="pool")(x)
+    if self.pool == "gap" and sizes is not None:
+      # NOTE: a merged token stands for `size` patches; weighting keeps the mean over original patches.
+      pooled = weighted_mean(x, sizes)
+    else:
+      pooled = Pool(self.pool, num_heads=cfg["num_heads"], mlp_dim=cfg["mlp_dim"],
+                    activation=self.pool_activation, norm_epsilon=self.norm_epsilon, dtype=self.dtype,
+                    param_dtype=self.param_dtype, name="pool")(x)
     if return_tokens:
       return pooled, (x[:, 1:] if self.pool == "cls" else x)
     return pooled

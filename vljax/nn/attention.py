@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vljax.nn.embeddings import apply_rope
+from vljax.nn.rope_scaling import rope_inv_freq
 
 Dtype = Any
 
@@ -32,9 +33,13 @@ def make_attention_mask(kv_mask: jax.Array | None, causal: bool, nq: int, nk: in
   return mask
 
 
-def dot_product_attention(q, k, v, mask=None, *, dropout_rate: float = 0.0, dropout_rng=None,
+def dot_product_attention(q, k, v, mask=None, *, bias=None, dropout_rate: float = 0.0, dropout_rng=None,
                           dtype: Dtype = jnp.float32):
-  """[B, Nq, H, K] x [B, Nk, Hkv, K] x [B, Nk, Hkv, Kv] (+ bool [B, Nq, Nk]) -> [B, Nq, H, Kv]."""
+  """[B, Nq, H, K] x [B, Nk, Hkv, K] x [B, Nk, Hkv, Kv] (+ bool [B, Nq, Nk], bias -> [B, H, Nq, Nk]) -> [B, Nq, H, Kv].
+
+  `bias` is any float array broadcastable to [B, H, Nq, Nk], added to the logits before the mask
+  (e.g. ToMe's proportional attention: log token sizes, [B, 1, 1, Nk]).
+  """
   b, nq, h, kdim = q.shape
   hkv = k.shape[2]
   if h % hkv:
@@ -42,6 +47,9 @@ def dot_product_attention(q, k, v, mask=None, *, dropout_rate: float = 0.0, drop
   q = q.reshape(b, nq, hkv, h // hkv, kdim) * jnp.asarray(kdim ** -0.5, q.dtype)
   # NOTE: logits and softmax in float32 regardless of the compute dtype.
   logits = jnp.einsum("bqhgk,bshk->bhgqs", q, k, preferred_element_type=jnp.float32)
+  if bias is not None:
+    bias = jnp.broadcast_to(bias.astype(jnp.float32), (b, h, nq, logits.shape[-1]))
+    logits = logits + bias.reshape(b, hkv, h // hkv, nq, logits.shape[-1])
   if mask is not None:
     logits = jnp.where(mask[:, None, None, :, :], logits, MASK_VALUE)
   probs = jax.nn.softmax(logits, axis=-1)
@@ -61,7 +69,9 @@ class MultiHeadAttention(nn.Module):
   causal: bool = False
   use_rope: bool = False
   rope_max_wavelength: float = 10_000.0
+  rope_scaling: dict | None = None  # e.g. dict(rope_type='llama3', factor=8, ...); see nn/rope_scaling.py
   use_bias: bool = True
+  out_bias: bool | None = None  # None: same as use_bias (Qwen2 has q/k/v biases but none on the output)
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -84,9 +94,13 @@ class MultiHeadAttention(nn.Module):
     return y
 
   @nn.compact
-  def __call__(self, x_q, x_kv=None, *, kv_mask=None, mask=None, positions_q=None,
-               positions_kv=None, deterministic: bool = True):
-    """[B, Nq, D], optional [B, Nk, Dkv], bool kv_mask [B, Nk], bool mask [B, Nq, Nk] -> [B, Nq, D]."""
+  def __call__(self, x_q, x_kv=None, *, kv_mask=None, mask=None, bias=None, positions_q=None,
+               positions_kv=None, deterministic: bool = True, return_keys: bool = False):
+    """[B, Nq, D], optional [B, Nk, Dkv], bool kv_mask [B, Nk], bool mask [B, Nq, Nk] -> [B, Nq, D].
+
+    `bias` (broadcastable to [B, H, Nq, Nk]) is added to the logits; with return_keys=True the result
+    is ([B, Nq, D], keys [B, Nk, Hkv, K]), the keys as they enter the logits (token merging's metric).
+    """
     x_kv = x_q if x_kv is None else x_kv
     b, nq, d = x_q.shape
     nk = x_kv.shape[1]
@@ -105,8 +119,12 @@ class MultiHeadAttention(nn.Module):
     if self.use_rope:
       pq = jnp.broadcast_to(jnp.arange(nq), (b, nq)) if positions_q is None else positions_q
       pk = jnp.broadcast_to(jnp.arange(nk), (b, nk)) if positions_kv is None else positions_kv
-      q = apply_rope(q, pq, self.rope_max_wavelength)
-      k = apply_rope(k, pk, self.rope_max_wavelength)
+      inv_freq = None
+      if self.rope_scaling:
+        inv_freq = rope_inv_freq(head_dim, self.rope_max_wavelength, self.rope_scaling,
+                                 seq_len=jnp.max(pk) + 1)
+      q = apply_rope(q, pq, self.rope_max_wavelength, inv_freq)
+      k = apply_rope(k, pk, self.rope_max_wavelength, inv_freq)
 
     full_mask = make_attention_mask(kv_mask, self.causal, nq, nk, b)
     if mask is not None:
@@ -115,7 +133,7 @@ class MultiHeadAttention(nn.Module):
       full_mask = mask if full_mask is None else full_mask & mask
     use_dropout = self.dropout_rate > 0.0 and not deterministic
     out = dot_product_attention(
-        q, k, v, full_mask, dropout_rate=self.dropout_rate if use_dropout else 0.0,
+        q, k, v, full_mask, bias=bias, dropout_rate=self.dropout_rate if use_dropout else 0.0,
         dropout_rng=self.make_rng("dropout") if use_dropout else None, dtype=self.dtype)
     out = nn.with_logical_constraint(out, names)
     d_out = self.out_features or d
@@ -124,7 +142,9 @@ class MultiHeadAttention(nn.Module):
     w_out = self.param("out_kernel", nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
                        (self.num_heads, head_dim, d_out), self.param_dtype)
     out = jnp.einsum("bnhk,hkd->bnd", out.astype(self.dtype), w_out.astype(self.dtype))
-    if self.use_bias:
+    use_out_bias = self.use_bias if self.out_bias is None else self.out_bias
+    if use_out_bias:
       out = out + self.param("out_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
                              (d_out,), self.param_dtype).astype(self.dtype)
-    return nn.with_logical_constraint(out, ("batch", "length", "act_embed"))
+    out = nn.with_logical_constraint(out, ("batch", "length", "act_embed"))
+    return (out, k) if return_keys else out

@@ -109,13 +109,17 @@ class TokenEmbed(nn.Module):
     return jnp.einsum("bld,vd->blv", x.astype(self.dtype), self.embedding.astype(self.dtype))
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float = 10_000.0) -> jax.Array:
-  """[B, N, H, K] x int [B, N] -> [B, N, H, K] rotary embedding (rotate-half layout, K even)."""
+def apply_rope(x: jax.Array, positions: jax.Array, max_wavelength: float = 10_000.0,
+               inv_freq: jax.Array | None = None) -> jax.Array:
+  """[B, N, H, K] x int [B, N] (+ [K/2] inv_freq) -> [B, N, H, K] rotary embedding (rotate-half, K even)."""
   k = x.shape[-1]
   if k % 2:
     raise ValueError(f"RoPE needs an even head dim, got {k}")
   half = k // 2
-  inv_freq = 1.0 / (max_wavelength ** (jnp.arange(half, dtype=jnp.float32) / half))
+  if inv_freq is None:
+    inv_freq = 1.0 / (max_wavelength ** (jnp.arange(half, dtype=jnp.float32) / half))
+  elif inv_freq.shape != (half,):
+    raise ValueError(f"inv_freq must be [K/2] = ({half},), got {inv_freq.shape}")
   angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, N, K/2]
   sin = jnp.sin(angles)[:, :, None, :]
   cos = jnp.cos(angles)[:, :, None, :]

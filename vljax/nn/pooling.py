@@ -25,6 +25,11 @@ def gap_pool(x, mask=None):
   return (total / jnp.maximum(jnp.sum(w, axis=1), 1.0)).astype(x.dtype)
 
 
+def final_token_pool(x):
+  """[B, N, D] -> [B, D] the token at the last position, padding or not (SigLIP's text pooling)."""
+  return x[:, -1]
+
+
 def gather_tokens(x, index):
   """[B, N, D] x int [B] -> [B, D] the token at `index` in each row."""
   return jnp.take_along_axis(x, index[:, None, None].astype(jnp.int32), axis=1)[:, 0]
@@ -49,6 +54,7 @@ class MAPHead(nn.Module):
   num_heads: int
   mlp_dim: int | None = None
   activation: str = "gelu"
+  norm_epsilon: float = 1e-6
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -61,13 +67,13 @@ class MAPHead(nn.Module):
     q = jnp.broadcast_to(probe.astype(self.dtype)[None], (b, 1, d))
     y = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="attn")(q, x, kv_mask=mask)
-    z = LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(y)
+    z = LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(y)
     y = y + Mlp(self.mlp_dim or 4 * d, activation=self.activation, dtype=self.dtype,
                 param_dtype=self.param_dtype, name="mlp")(z)
     return y[:, 0]
 
 
-POOLS = ("cls", "first", "gap", "map", "last", "eos", "argmax", "none")
+POOLS = ("cls", "first", "final", "gap", "map", "last", "eos", "argmax", "none")
 
 
 class Pool(nn.Module):
@@ -77,6 +83,8 @@ class Pool(nn.Module):
   mlp_dim: int | None = None
   pad_id: int = 0
   eos_id: int | None = None
+  activation: str = "gelu"  # of the 'map' head's MLP
+  norm_epsilon: float = 1e-6  # of the 'map' head's LayerNorm
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -87,10 +95,13 @@ class Pool(nn.Module):
       raise ValueError(f"pool={self.kind!r} is not one of {POOLS}")
     if self.kind in ("cls", "first"):
       return first_token_pool(x)
+    if self.kind == "final":
+      return final_token_pool(x)
     if self.kind == "gap":
       return gap_pool(x, mask)
     if self.kind == "map":
-      return MAPHead(self.num_heads, self.mlp_dim, dtype=self.dtype,
+      return MAPHead(self.num_heads, self.mlp_dim, activation=self.activation,
+                     norm_epsilon=self.norm_epsilon, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="map")(x, mask)
     if self.kind == "none":
       return x

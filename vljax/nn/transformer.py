@@ -52,12 +52,19 @@ class Block(nn.Module):
                    dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype)
     self.dropout = nn.Dropout(self.dropout_rate)
 
-  def attention_branch(self, x, kv_mask=None, positions=None):
-    """[B, N, D] (+ bool kv_mask [B, N], int positions [B, N]) -> [B, N, D] after the attention residual."""
-    y = self.attn(self.norm_attn(x), kv_mask=kv_mask, positions_q=positions, positions_kv=positions,
-                  deterministic=self.deterministic)
+  def attention_branch(self, x, kv_mask=None, positions=None, bias=None):
+    """[B, N, D] (+ bool kv_mask [B, N], int positions [B, N], logit bias) -> [B, N, D] after the attention residual."""
+    return self.attention_branch_with_keys(x, kv_mask, positions, bias)[0]
+
+  def attention_branch_with_keys(self, x, kv_mask=None, positions=None, bias=None):
+    """[B, N, D] -> ([B, N, D] after the attention residual, keys [B, N, Hkv, K]) for token merging.
+
+    NOTE: a separate method (not a bool flag) so that the rematted block class needs no static args.
+    """
+    y, keys = self.attn(self.norm_attn(x), kv_mask=kv_mask, bias=bias, positions_q=positions,
+                        positions_kv=positions, deterministic=self.deterministic, return_keys=True)
     x = x + self.dropout(y, deterministic=self.deterministic)
-    return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+    return nn.with_logical_constraint(x, ("batch", "length", "act_embed")), keys
 
   def mlp_branch(self, x):
     """[B, N, D] -> [B, N, D] after the MLP residual."""
@@ -77,7 +84,7 @@ def block_class(remat: str = "none") -> type[nn.Module]:
   if remat not in REMAT_POLICIES:
     raise ValueError(f"remat={remat!r} is not one of {['none', *sorted(REMAT_POLICIES)]}")
   return nn.remat(Block, policy=REMAT_POLICIES[remat], prevent_cse=True,
-                  methods=["attention_branch", "mlp_branch"])
+                  methods=["attention_branch", "attention_branch_with_keys", "mlp_branch"])
 
 
 class Encoder(nn.Module):

@@ -71,8 +71,12 @@ class Experiment:
         cfg = self.config
         spec = self.method.data_spec(cfg)
         src = self.world.source(cfg.data.split, fields=spec["fields"])
-        to_example = pipeline.to_example_fn(self.tokenizer, spec["text_fields"], spec["keep"],
-                                            cfg.data.max_len)
+        if hasattr(self.method, "make_example"):
+            # NOTE: methods with structured sequences (prompt + answer + label mask) build their own.
+            to_example = lambda sample: self.method.make_example(sample, self.tokenizer, cfg)
+        else:
+            to_example = pipeline.to_example_fn(self.tokenizer, spec["text_fields"], spec["keep"],
+                                                cfg.data.max_len)
         return pipeline.build_dataset(src, to_example, cfg.train.batch_size, shuffle_seed=cfg.data.shuffle_seed,
                                       repeat=True, num_threads=cfg.data.num_threads, prefetch=cfg.data.prefetch)
 
@@ -125,6 +129,11 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     dataset = exp.train_dataset()
     it = iter(dataset)
     start = 0
+    if ckpt.latest_step() is None and cfg.get("init"):
+        from vljax.convert.init import load_pretrained
+
+        # NOTE: pretrained weights only seed a fresh run; a resumed run restores its own.
+        state = state.replace(params=load_pretrained(cfg, state.params))
     if ckpt.latest_step() is not None:
         state, data_state, start = ckpt.restore(state, shardings)
         if data_state is not None:
@@ -147,7 +156,7 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     t_window, n_window = time.perf_counter(), 0
     t_start = time.perf_counter()
     stopped_by = None
-    step = start
+    step = last_saved = start
 
     def drain(pending):
         s, m = pending
@@ -207,6 +216,7 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                     pending = None
                 if save and not stopped_by:
                     ckpt.save(step, state, it.get_state())
+                    last_saved = step
                 if do_eval:
                     res = exp.evaluate(state.params, step)
                     writer.write_scalars(step, res)
@@ -219,13 +229,15 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
         print(f"[vljax] ERROR: {e}", file=sys.stderr, flush=True)
         raise
     if stopped_by:
-        ckpt.save(step, state, it.get_state(), force=True)
+        if last_saved != step:
+            ckpt.save(step, state, it.get_state(), force=True)
         ckpt.close()
         writer.close()
         print(f"[vljax] stopped at step {step} ({stopped_by}); checkpoint saved; rerun the same command to resume",
               flush=True)
         return {}
-    ckpt.save(step, state, it.get_state(), force=True)
+    if last_saved != step:
+        ckpt.save(step, state, it.get_state(), force=True)
     ckpt.wait()
     train_time = time.perf_counter() - t_start
     results = exp.evaluate(state.params, step)

@@ -505,11 +505,42 @@ def _one_qa(ctx, objs, rels, d, qtype):
     """-> (frame, kwargs, answer, target) or None when the scene cannot support that type."""
     if qtype in ("color", "shape", "size", "texture"):
         return _qa_attr(ctx, objs, d, qtype)
-    return {"count": lambda: _qa_count(ctx, objs, d), "position": lambda: _qa_position(ctx, objs, d),
-            "existence": lambda: _qa_existence(ctx, objs, d),
-            "relation": lambda: _qa_relation(ctx, objs, rels, d),
-            "compare": lambda: _qa_compare(ctx, objs, d),
-            "two_hop": lambda: _qa_two_hop(ctx, objs, rels, d)}[qtype]()
+    if qtype == "count":
+        return _qa_count(ctx, objs, d)
+    if qtype == "position":
+        return _qa_position(ctx, objs, d)
+    if qtype == "existence":
+        return _qa_existence(ctx, objs, d)
+    if qtype == "relation":
+        return _qa_relation(ctx, objs, rels, d)
+    if qtype == "compare":
+        return _qa_compare(ctx, objs, d)
+    return _qa_two_hop(ctx, objs, rels, d)
+
+
+def _unslotted(np_: NP | None) -> NP | None:
+    """NP -> the same NP with slot -1 (and its relative clause's too): the words do not depend on slots."""
+    if np_ is None:
+        return None
+    rel = np_.rel
+    return np_._replace(slot=-1, rel=None if rel is None else (rel[0], _unslotted(rel[1])))
+
+
+_QUESTION_CACHE: dict = {}
+_QUESTION_CACHE_MAX = 1 << 16
+
+
+def _question(frame: str, variant: int, np_, np2, pred, attr) -> str:
+    """English question text of a QA frame, memoized on its slot-free arguments (a per-process table)."""
+    key = (frame, variant, _unslotted(np_), _unslotted(np2), pred, attr)
+    text = _QUESTION_CACHE.get(key)
+    if text is None:
+        kw = {k: v for k, v in (("np", np_), ("np2", np2), ("pred", pred), ("attr", attr)) if v is not None}
+        text = rz.realize(frame, "en", variant, **kw)
+        if len(_QUESTION_CACHE) >= _QUESTION_CACHE_MAX:
+            _QUESTION_CACHE.clear()
+        _QUESTION_CACHE[key] = text
+    return text
 
 
 def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
@@ -531,7 +562,7 @@ def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
             continue
         frame, kw, answer, target = item
         variant = d.int(rz.num_paraphrases(frame, "en"))
-        question = rz.realize(frame, "en", variant, **kw)
+        question = _question(frame, variant, kw.get("np"), kw.get("np2"), kw.get("pred"), kw.get("attr"))
         tid = QA_TYPES.index(qtype)
         if c > 0:
             space = [a for a in _answer_space(ctx, qtype) if a != answer]

@@ -14,6 +14,9 @@ PRESETS = ("image32", "image64", "hires128", "object3d", "room")
 SPECIAL_SPLITS = ("in_prior", "counter_prior", "heldout", "novel", "pairs", "cf", "ood_style",
                   "heldout_templates")
 EVAL_SIZE = 2_000
+# Default `fields` of the 3D presets: everything their generators produce.
+OBJECT3D_FIELDS = ("points", "normals", "depth", "views", "rgb_view", "rgb_view_angle", "depth_pair")
+ROOM_FIELDS = ("room", "ref", "scene_points", "rgbd")
 
 
 def _defaults() -> ml_collections.ConfigDict:
@@ -91,10 +94,11 @@ def get_config(preset: str = "image64") -> ml_collections.ConfigDict:
     elif preset == "hires128":
         c.resolution = 128
     elif preset == "object3d":
-        # NOTE: the 3D engineer owns the 3D-specific overrides; only the kind is set here.
         c.kind = "object3d"
+        c.fields = OBJECT3D_FIELDS
     elif preset == "room":
         c.kind = "room"
+        c.fields = ROOM_FIELDS
     return c
 
 

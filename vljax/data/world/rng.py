@@ -85,3 +85,29 @@ def stream_uniforms(seed: int, split: str, index: int, stream: str | int, n: int
     state["has_uint32"] = 0
     gen.bit_generator.state = state
     return gen.random(n)
+
+
+def stream_generator(seed: int, split: str, index: int, stream: str | int) -> np.random.Generator:
+    """(seed, split, index, stream) -> a Generator equal to `stream_rng(...)`, valid until the next call.
+
+    NOTE: re-keys one thread-local Philox (no allocation); a caller must finish with one stream before it
+    asks for the next, so use it only for streams consumed strictly in sequence inside one function.
+    """
+    sid = STREAMS[stream] if isinstance(stream, str) else int(stream)
+    if not 0 <= sid < 256:
+        raise ValueError(f"stream id {sid} out of range [0, 256)")
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
+    gen = getattr(_LOCAL, "seq_gen", None)
+    if gen is None:
+        gen = _LOCAL.seq_gen = np.random.Generator(np.random.Philox(key=(0, 0)))
+        _LOCAL.seq_state = gen.bit_generator.state
+    state = _LOCAL.seq_state
+    k0 = ((int(seed) & 0xFFFFFFFF) << 32) | split_key(split)
+    state["state"]["key"][:] = (k0 & (2**64 - 1), ((int(index) << 8) | sid) & (2**64 - 1))
+    state["state"]["counter"][:] = 0
+    state["buffer_pos"] = 4
+    state["has_uint32"] = 0
+    state["uinteger"] = 0
+    gen.bit_generator.state = state
+    return gen

@@ -375,7 +375,8 @@ def render_rgbd(xyz, rgb, normals, intr, poses, res: int) -> dict:
 
 
 def _wanted(path: str, fields) -> bool:
-    return fields is None or any(path == f or path.startswith(f + "/") for f in fields)
+    """Is `path` (a field group) needed: selected by a requested prefix, or holding a requested sub-path?"""
+    return fields is None or any(path == f or path.startswith(f + "/") or f.startswith(path + "/") for f in fields)
 
 
 def _jumped(seed, split, index, stream, k):
@@ -461,11 +462,12 @@ def sample_room(cfg, seed: int, split: str, index: int, fields=None) -> dict:
 def throughput(n_objects: int = 500, n_rooms: int = 100, cfg=None) -> dict:
     """-> {"objects_per_s", "rooms_per_s"} on this core (CPU time of this process, so other load is not counted)."""
     cfg = p3.default_config() if cfg is None else cfg
-    p3.sample_object3d(cfg, 0, "train", 0)
+    obj_cfg = p3.compile_object3d(cfg)
+    p3.sample_object3d(obj_cfg, 0, "train", 0)
     sample_room(cfg, 0, "train", 0)
     t = time.process_time()
     for i in range(n_objects):
-        p3.sample_object3d(cfg, 0, "train", i)
+        p3.sample_object3d(obj_cfg, 0, "train", i)
     objects = n_objects / (time.process_time() - t)
     t = time.process_time()
     for i in range(n_rooms):

@@ -345,7 +345,7 @@ class Scene2D:
         o, grid = self.o_max, self.grid
         cons = {c[0]: c[1:] for c in constraints}
         if self.mode == "cells":
-            perm = np.argsort(uu[:grid * grid], kind="stable")
+            perm = uu[:grid * grid].argsort(kind="stable")
             jit = uu[grid * grid:grid * grid + 2 * o].reshape(o, 2)
             band_u = uu[grid * grid + 2 * o:]
             cell = np.full(o, -1, np.int64)

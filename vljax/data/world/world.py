@@ -1,9 +1,10 @@
-"""`World`: the synthetic world's public API (WORLD.md 5.1) for 2D image scenes.
+"""`World`: the synthetic world's public API (WORLD.md 5.1) for 2D image scenes and 3D kinds.
 
 `sample(split, i, fields)` is a pure function of (config, split, i). Core ground truth
 (`objects/*`, `num_objects`, `relations`, `labels/*`, `multilabel/*`, `has/*`, `meta/*`,
 `has_image`) is always returned; pixels (`image`, `boxes`, `masks`, `instance_map`) and all
 text (`captions/*`, `qa/*`, ... from `annotate.annotate`) are opt-in by path prefix.
+`cfg.kind` "object3d" / "room" dispatches `sample` / `spec` / `label` to `kind3d.Kind3D`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 from vljax.data.world.text_api import TextAPI
 from vljax.data.world import concepts
 from vljax.data.world import config as config_lib
+from vljax.data.world import kind3d
 from vljax.data.world import relations as relations_lib
 from vljax.data.world import scene2d
 from vljax.data.world import splits
@@ -54,16 +56,24 @@ class World(TextAPI):
 
     def __init__(self, cfg: ml_collections.ConfigDict):
         config_lib.validate(cfg)
-        if cfg.kind != "image":
-            raise ValueError(f"kind={cfg.kind!r}: World currently renders kind 'image' only")
+        if cfg.kind not in ("image",) + kind3d.KINDS:
+            raise ValueError(f"kind={cfg.kind!r}: World renders kinds image, {', '.join(kind3d.KINDS)} "
+                             "(video is not implemented yet)")
         self.cfg = copy.deepcopy(cfg)
         self.cfg.lock()
+        self.kind = self.cfg.kind
+        self.default_fields = tuple(self.cfg.fields)
+        self._kind3d = None
+        if self.kind in kind3d.KINDS:
+            self.config_hash = _config_hash(self.cfg)
+            self._kind3d = kind3d.Kind3D(self.cfg, self.config_hash)
+            self._annotate = None
+            return
         self.scene2d = scene2d.Scene2D(self.cfg)
         self.raster = Raster2D(self.cfg.resolution, self.cfg.antialias, self.cfg.marks.size, self.cfg.seed)
         self.o_max = int(self.cfg.objects.max)
         self.may_overlap = self.cfg.layout.mode != "cells"
-        blob = f"{config_lib.WORLD_VERSION}:{self.cfg.to_json(sort_keys=True)}"
-        self.config_hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        self.config_hash = _config_hash(self.cfg)
         self._annotate = _load_annotate()
         self._annotate_kw = (set(inspect.signature(self._annotate.annotate).parameters)
                              if self._annotate is not None else set())
@@ -73,7 +83,6 @@ class World(TextAPI):
         self.supervision_mix = tuple(self.cfg.supervision_mix)
         self.max_relations = int(self.cfg.relations.max)
         self.downsample = int(self.cfg.downsample)
-        self.default_fields = tuple(self.cfg.fields)
         self.n_shapes, self.n_colors = int(self.cfg.objects.shapes), int(self.cfg.objects.colors)
         self._text_spec = {}
 
@@ -99,13 +108,20 @@ class World(TextAPI):
             j = int(u[1] * j)
         return j
 
+    def _image_only(self, what: str) -> None:
+        """Raises ValueError for 2D-scene API calls on a 3D world."""
+        if self._kind3d is not None:
+            raise ValueError(f"World.{what} needs kind 'image'; this world has kind={self.kind!r}")
+
     def scene(self, split: str, index: int) -> SceneSpec:
         """(split, index) -> SceneSpec (sampled ground truth, no rendering)."""
+        self._image_only("scene")
         dup = self._dup_of(split, index)
         return self.scene2d.sample(split, dup if dup >= 0 else index)[0]
 
     def scene_info(self, split: str, index: int) -> dict:
         """(split, index) -> sampling decisions {class, rule, composition, main} of that scene."""
+        self._image_only("scene_info")
         dup = self._dup_of(split, index)
         return self.scene2d.sample(split, dup if dup >= 0 else index)[1]
 
@@ -115,12 +131,16 @@ class World(TextAPI):
 
     def label(self, split: str, index: int, task: str) -> int:
         """(split, index, task) -> int class label, without rendering."""
+        if self._kind3d is not None:
+            return self._kind3d.label(split, index, task)
         if task not in LABEL_TASKS:
             raise ValueError(f"unknown task {task!r}; valid: {', '.join(LABEL_TASKS)}")
         return self.labels(self.scene(split, index))[task]
 
     def num_classes(self, task: str) -> int:
         """task -> number of classes C (labels lie in 0..C-1; count labels are raw counts 0..objects.max)."""
+        if self._kind3d is not None:
+            return self._kind3d.num_classes(task)
         if task == "count":
             return self.o_max + 1
         return len(scene2d.class_values(self.cfg, task))
@@ -132,6 +152,7 @@ class World(TextAPI):
     # ------------------------------------------------------------------ rendering and samples
     def render(self, spec: SceneSpec, style: str | int | None = None, masks: bool = False) -> dict:
         """SceneSpec -> {image [H,W,3] u8, boxes [O,4] f32, area [O] f32, instance_map [H,W] i16, masks?}."""
+        self._image_only("render")
         if isinstance(style, str):
             if style not in concepts.STYLES:
                 raise ValueError(f"style={style!r}; valid: {', '.join(concepts.STYLES)}")
@@ -150,6 +171,8 @@ class World(TextAPI):
     def sample(self, split: str, index: int, fields=None) -> dict:
         """(split, index, fields) -> flat dict of numpy arrays / str (WORLD.md 3.1); core always present."""
         fields = self.default_fields if fields is None else ((fields,) if isinstance(fields, str) else tuple(fields))
+        if self._kind3d is not None:
+            return self._kind3d.sample(split, index, fields)
         index = int(index)
         dup = self._dup_of(split, index)
         spec, info = self.scene2d.sample(split, dup if dup >= 0 else index)
@@ -222,6 +245,8 @@ class World(TextAPI):
     def spec(self, fields=None) -> dict:
         """fields -> {path: (shape tuple, dtype)} static schema of `sample` (str fields: dtype `str`)."""
         fields = tuple(self.cfg.fields if fields is None else ((fields,) if isinstance(fields, str) else fields))
+        if self._kind3d is not None:
+            return self._kind3d.spec(fields)
         o, r = self.o_max, int(self.cfg.relations.max)
         h = self.cfg.resolution // self.cfg.downsample
         ns, nc = self.cfg.objects.shapes, self.cfg.objects.colors
@@ -304,6 +329,12 @@ class World(TextAPI):
         """(split, fields) -> grain RandomAccessDataSource over `sample(split, i, fields)`."""
         from vljax.data.world.source import WorldSource  # NOTE: local import: source imports World.
         return WorldSource(self.cfg, split, fields)
+
+
+def _config_hash(cfg) -> str:
+    """ConfigDict -> sha256(WORLD_VERSION + config JSON)[:16] (`meta/config_hash`)."""
+    blob = f"{config_lib.WORLD_VERSION}:{cfg.to_json(sort_keys=True)}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _leaf_spec(v) -> tuple:

@@ -1,0 +1,173 @@
+"""Training throughput of a config: examples/s, step time, FLOPs and MFU (+ a PyTorch side-by-side).
+
+  python benchmarks/train_throughput.py --config configs/clip.py:tiny [--steps 20] [--config.k=v ...]
+  python benchmarks/train_throughput.py --config configs/clip.py:base --torch   # also time PyTorch
+
+Times the jitted, donated train step on synthetic uint8 images / random tokens of the
+config's shapes (input pipeline excluded, so this measures the model + optimizer). With
+--torch it builds the same two-tower in PyTorch (open_clip when importable, else a plain
+torch.nn two-tower of identical dims) and prints the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def time_vljax(cfg, steps: int):
+    import flax.linen as nn
+    import jax
+
+    from vljax import sharding as shard_lib
+    from vljax.train import flops as flops_lib
+    from vljax.train.loop import Experiment
+
+    exp = Experiment(cfg, "/tmp/vljax_bench")
+    state, shardings = exp.create_state()
+    bs, res, L = int(cfg.train.batch_size), int(cfg.data.world.resolution), int(cfg.data.max_len)
+    rng = np.random.default_rng(0)
+    host = {"image": rng.integers(0, 255, (bs, res, res, 3), dtype=np.uint8),
+            "text": rng.integers(4, exp.tokenizer.vocab_size, (bs, L)).astype(np.int32)}
+    step = exp.jit_step(shardings)
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        batch = shard_lib.host_to_global(host, exp.mesh)
+        compiled = step.lower(state, batch).compile()
+        flops = flops_lib.compiled_flops(compiled)
+        for _ in range(3):
+            state, m = compiled(state, batch)
+        jax.block_until_ready(m["loss"])
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            state, m = compiled(state, batch)
+        jax.block_until_ready(m["loss"])
+        dt = (time.perf_counter() - t0) / steps
+    peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
+    return dict(step_s=dt, ex_s=bs / dt, flops=flops, mfu=(flops / dt / peak) if (flops and peak) else None,
+                device=jax.devices()[0].device_kind, n=jax.device_count())
+
+
+def torch_two_tower(cfg, vocab: int):
+    """Same dims as the vljax two-tower: open_clip's CLIP when importable, else plain torch.nn."""
+    import torch
+    from torch import nn as tnn
+
+    m = cfg.model
+    res, L = int(cfg.data.world.resolution), int(cfg.data.max_len)
+    img, txt = dict(m.image), dict(m.text)
+    if img.get("variant"):
+        from vljax.models.vit import vit_config
+
+        img = {**vit_config(img["variant"]), **{k: v for k, v in img.items() if k != "variant"}}
+    patch = int(img["patch_size"][0])
+    try:
+        import open_clip  # noqa: F401
+        from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+        model = CLIP(int(m.embed_dim),
+                     CLIPVisionCfg(layers=img["depth"], width=img["width"], head_width=img["width"] // img["num_heads"],
+                                   mlp_ratio=img["mlp_dim"] / img["width"], patch_size=patch, image_size=res),
+                     CLIPTextCfg(context_length=L, vocab_size=vocab, width=txt["width"], heads=txt["num_heads"],
+                                 layers=txt["depth"], mlp_ratio=txt["mlp_dim"] / txt["width"]))
+        return model, "open_clip"
+    except ImportError:
+        pass
+
+    def encoder(width, depth, heads, mlp):
+        layer = tnn.TransformerEncoderLayer(width, heads, mlp, dropout=0.0, activation="gelu", batch_first=True,
+                                            norm_first=True)
+        return tnn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+    class TwoTower(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            w = img["width"]
+            self.patch = tnn.Conv2d(3, w, patch, patch)
+            self.pos = tnn.Parameter(torch.zeros(1, (res // patch) ** 2, w))
+            self.vit = encoder(w, img["depth"], img["num_heads"], img["mlp_dim"])
+            self.ln_i = tnn.LayerNorm(w)
+            self.tok = tnn.Embedding(vocab, txt["width"])
+            self.tpos = tnn.Parameter(torch.zeros(1, L, txt["width"]))
+            self.txt = encoder(txt["width"], txt["depth"], txt["num_heads"], txt["mlp_dim"])
+            self.ln_t = tnn.LayerNorm(txt["width"])
+            self.pi = tnn.Linear(w, int(m.embed_dim), bias=False)
+            self.pt = tnn.Linear(txt["width"], int(m.embed_dim), bias=False)
+            self.scale = tnn.Parameter(torch.tensor(2.6593))
+
+        def forward(self, x, t):
+            x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+            x = self.ln_i(self.vit(x)).mean(1)
+            pad = t == 0
+            y = self.ln_t(self.txt(self.tok(t) + self.tpos, src_key_padding_mask=pad))
+            last = (~pad).sum(1) - 1
+            y = y[torch.arange(len(t)), last]
+            return (tnn.functional.normalize(self.pi(x), dim=-1), tnn.functional.normalize(self.pt(y), dim=-1),
+                    self.scale.exp())
+
+    return TwoTower(), "torch.nn two-tower (open_clip not importable)"
+
+
+def time_torch(cfg, vocab: int, steps: int):
+    import torch
+
+    torch.manual_seed(0)
+    model, name = torch_two_tower(cfg, vocab)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    bs, res, L = int(cfg.train.batch_size), int(cfg.data.world.resolution), int(cfg.data.max_len)
+    x = torch.randn(bs, 3, res, res)
+    t = torch.randint(4, vocab, (bs, L))
+    labels = torch.arange(bs)
+
+    def step():
+        out = model(x, t)
+        img, txt, scale = out[0], out[1], out[2]
+        logits = scale * img @ txt.T
+        loss = (torch.nn.functional.cross_entropy(logits, labels)
+                + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = (time.perf_counter() - t0) / steps
+    return dict(step_s=dt, ex_s=bs / dt, name=name, threads=torch.get_num_threads())
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = [a for a in argv if a.startswith("--config.")]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--torch", action="store_true", help="also time the PyTorch two-tower")
+    args = p.parse_args([a for a in argv if not a.startswith("--config.")])
+    from vljax.config import load_config
+
+    cfg = load_config(args.config, overrides)
+    r = time_vljax(cfg, args.steps)
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (no peak FLOP/s for this device)"
+    print(f"config {args.config}  batch {cfg.train.batch_size}  devices {r['n']} x {r['device']}")
+    print(f"{'impl':<44} {'step (ms)':>10} {'examples/s':>11} {'ratio':>7}")
+    print(f"{'vljax (jax ' + __import__('jax').__version__ + ')':<44} {r['step_s'] * 1e3:>10.1f} {r['ex_s']:>11.1f} "
+          f"{1.0:>7.2f}")
+    if args.torch:
+        from vljax.data.world import World
+
+        vocab = len(World(cfg.data.world).vocab)
+        t = time_torch(cfg, vocab, args.steps)
+        print(f"{t['name'][:44]:<44} {t['step_s'] * 1e3:>10.1f} {t['ex_s']:>11.1f} {t['ex_s'] / r['ex_s']:>7.2f}")
+        print(f"(ratio = examples/s relative to vljax; torch threads {t['threads']})")
+    print(f"FLOPs/step/device {r['flops'] or float('nan'):.3e}  MFU {mfu}")
+
+
+if __name__ == "__main__":
+    main()
