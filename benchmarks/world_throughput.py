@@ -1,7 +1,10 @@
-"""Synthetic-world throughput: scenes/s on one core (WORLD.md principle 6); exits 1 below 50% of a target.
+"""Synthetic-world throughput: items/s on one core (WORLD.md principle 6); exits 1 below 50% of a target.
 
-Each scene asks for image, boxes, objects (always present), short + long captions and 4 QA (the text
-fields are produced only when vljax.data.world.annotate is importable; the table says which).
+2D rows: each scene asks for image, boxes, objects (always present), short + long captions and 4 QA (the
+text fields are produced only when vljax.data.world.annotate is importable; the table says which).
+3D rows (through `World`): object3d = 1,024 points + normals + 6 depth views + RGB view + depth pair at
+64^2; room = 2,048 scene points + 4 RGB-D views at 64^2 + per-object points, scene graph, text, refs.
+Rates are CPU time of this process (`time.process_time`), best of 3 rounds.
 Usage: .venv/bin/python benchmarks/world_throughput.py [--seconds 3]
 """
 from __future__ import annotations
@@ -19,20 +22,21 @@ from vljax.data import world  # noqa: E402
 
 TARGETS = {64: 2000.0, 224: 250.0}
 FIELDS = ("image", "boxes", "captions/short", "captions/long", "qa")
+TARGETS_3D = {"object3d": 1000.0, "room": 100.0}
 
 
-def rate(w: world.World, seconds: float) -> float:
-    """-> best scenes/s over 3 timed rounds of about `seconds` / 3 each (after a warm-up)."""
-    for i in range(20):
-        w.sample("train", i, FIELDS)
+def rate(w: world.World, seconds: float, fields=FIELDS, chunk: int = 25) -> float:
+    """-> best items/s over 3 timed rounds of about `seconds` / 3 each (after a warm-up)."""
+    for i in range(min(chunk, 20)):
+        w.sample("train", i, fields)
     best, i = 0.0, 1000
     for _ in range(3):
         n, t0 = 0, time.process_time()
         while time.process_time() - t0 < seconds / 3:
-            for _ in range(25):
-                w.sample("train", i, FIELDS)
+            for _ in range(chunk):
+                w.sample("train", i, fields)
                 i += 1
-            n += 25
+            n += chunk
         best = max(best, n / (time.process_time() - t0))
     return best
 
@@ -53,6 +57,13 @@ def main() -> int:
         ratio = r / target
         ok &= ratio >= 0.5
         print(f"{res:>10} {r:>14.0f} {target:>8.0f} {ratio:>6.2f}")
+    print(f"{'kind':>10} {'items/s/core':>14} {'target':>8} {'ratio':>6}")
+    for kind, target in TARGETS_3D.items():
+        w3 = world.World(world.get_config(kind))
+        r = rate(w3, args.seconds, fields=None, chunk=25 if kind == "object3d" else 5)
+        ratio = r / target
+        ok &= ratio >= 0.5
+        print(f"{kind:>10} {r:>14.0f} {target:>8.0f} {ratio:>6.2f}")
     return 0 if ok else 1
 
 

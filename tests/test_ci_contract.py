@@ -8,7 +8,7 @@ def test_readme_opens_with_two_commands():
     text = (ROOT / "README.md").read_text()
     blocks = text.split("```")
     first_code = blocks[1].strip().splitlines()
-    cmds = [l for l in first_code if l.strip() and not l.startswith(("bash", "sh", "#"))]
+    cmds = [l.split("#")[0].strip() for l in first_code[1:] if l.split("#")[0].strip()]
     assert cmds == ["python3 run.py demo", "python3 run.py test"], cmds
 
 

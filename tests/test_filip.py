@@ -151,6 +151,7 @@ def test_finegrained_metrics_from_scores():
   assert m["pair_acc_size"] == pytest.approx(2 / 3) and m["pair_acc_color"] == 1.0
 
 
+@pytest.mark.slow  # ~25 s of CPU, but well over 60 s of wall time on the shared 2-core machine
 def test_two_train_steps_and_finegrained_eval(tmp_path):
   res = loop.train_and_evaluate(_cfg("--config.train.steps=2"), tmp_path)
   assert res["train_steps"] == 2

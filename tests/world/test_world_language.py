@@ -509,3 +509,62 @@ def test_corpora_tagger_and_no_eval_leak(world):
     assert len(par) == len(LANGS)
     with pytest.raises(ValueError, match="xa"):
         corpus.text_corpus(world, "broad", "xa")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_text_fast_path_equals_pieces_path(lang):
+    """frame_text / frame_units (memoized NP units) == join(frame_pieces) for random frames, NPs and slots."""
+    rng = np.random.default_rng(7)
+    ri = lambda n: int(rng.integers(n))  # noqa: E731
+
+    def rand_np(depth=0):
+        opt = lambda n: None if rng.random() < 0.4 else ri(n)  # noqa: E731
+        count = None if rng.random() < 0.5 else ri(lexicon.MAX_NUMBER + 1)
+        rel = (ri(len(concepts.RELATIONS)), rand_np(depth + 1)) if depth == 0 and rng.random() < 0.2 else None
+        return NP(count=count, size=opt(len(concepts.SIZES)), color=opt(len(concepts.COLORS)),
+                  texture=opt(len(concepts.TEXTURES)), shape=opt(len(concepts.SHAPES)),
+                  position=opt(len(concepts.POSITIONS)), slot=ri(8) - 1, definite=bool(ri(2)),
+                  plural=bool(ri(2)), rel=rel)
+
+    for _ in range(400):
+        frame = lexicon.FRAMES[ri(len(lexicon.FRAMES))]
+        kw = dict(np=rand_np(), np2=rand_np(), nps=[rand_np() for _ in range(1 + ri(4))],
+                  pred=ri(len(concepts.RELATIONS)), attr=realize.ATTRS[ri(4)])
+        variant = ri(8)
+        want = realize.join(realize.frame_pieces(frame, lang, variant, **kw), False)[0]
+        assert realize.join_units(realize.frame_units(frame, lang, variant, **kw)) == want
+        assert realize.frame_text(frame, lang, variant, **kw) == want
+        # NOTE: the same NP in another slot hits the memo and must give the same words.
+        moved = {k: (v._replace(slot=5) if isinstance(v, NP) else v) for k, v in kw.items()}
+        assert realize.frame_text(frame, lang, variant, **moved) == want
+    answer = concepts.COLORS[2]
+    assert realize.frame_text("ANSWER", lang, answer=answer) == realize.realize("ANSWER", lang, answer=answer)
+
+
+def _digest(items) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for ex in items:
+        for k in sorted(ex):
+            v = ex[k]
+            if isinstance(v, (str, tuple)):
+                h.update(f"{k}={v!r}".encode())
+            else:
+                a = np.ascontiguousarray(v)
+                h.update(f"{k}:{a.dtype}:{a.shape}".encode())
+                h.update(a.tobytes())
+    return h.hexdigest()
+
+
+# NOTE: pins WORLD_VERSION 1 text output (captions of every kind, spans, 3 languages, QA with choices, POPE, refs);
+# the throughput work must leave it byte-identical. An intended change bumps the version and this hash.
+GOLDEN_TEXT = "7b228ddd0c3bdcf31b00fd4a5b1aefdf313c891d575156605735aac8ef784965"
+
+
+def test_golden_text_hash():
+    w = world_lib.World(config.get_config("image64")).variant(**{
+        "languages": ("en", "xa", "xb"), "caption.kinds": ("short", "positional", "long", "partial", "noisy", "raw",
+                                                           "ptp"), "pope.per_sample": 2, "qa.mc_choices": 3})
+    fields = ("caption", "captions", "spans", "captions_ml", "tags", "summary", "entities", "qa", "pope", "ref",
+              "negatives/swap_attr")
+    assert _digest([w.sample("train", i, fields) for i in range(12)]) == GOLDEN_TEXT

@@ -113,7 +113,11 @@ def make_loss(model: LVLM, config, mesh):
 
 
 def make_generate(model: LVLM, config, *, max_new_tokens: int, num_beams: int = 1):
-  """-> jitted generate(params, images [B, H, W, 3], prompts int [B, P] left-padded, bool mask) -> [B, N]."""
+  """-> jitted generate(params, images [B, H, W, 3], prompts int [B, P] left-padded, bool mask) -> [B, N].
+
+  Build it once per (model, settings) and reuse it: it compiles once per input shape.
+  """
+  del config  # NOTE: decode settings come from the evaluator config, passed as arguments.
   def step_fn(params, cache, tokens, positions, mask):
     return model.apply({"params": params}, cache, tokens, positions, mask, method=LVLM.decode_step)
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from vljax.models.causal_lm import CausalLM
-from vljax.models.decoding import NEG_INF
+from vljax.models.decoding import NEG_INF, prompt_positions
 from vljax.models.vit import ViT
 from vljax.nn.embeddings import PatchEmbed
 
@@ -129,7 +129,7 @@ class LVLM(nn.Module):
   def prefill(self, images, tokens, mask, cache):
     """Left-padded prompt [B, P] (+ images, bool mask) -> (last logits [B, V], cache, next positions [B])."""
     x = self.embed(images, tokens)
-    positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
+    positions = prompt_positions(mask)
     logits, cache = self.language_model.decode_step(cache, None, positions, mask, embeds=x)
     return self._no_image_token(logits[:, -1].astype(jnp.float32)), cache, positions[:, -1] + 1
 

@@ -136,7 +136,10 @@ class _Draws:
 
     def int(self, n: int) -> int:
         """-> uniform int in [0, n)."""
-        return min(int(self.next() * n), n - 1)
+        v = self.u[self.i % len(self.u)]
+        self.i += 1
+        k = int(v * n)
+        return k if k < n else n - 1
 
     def pick(self, seq):
         """-> one element of a non-empty sequence."""
@@ -207,17 +210,27 @@ def _key(np_: NP) -> tuple:
     return (np_.size, np_.color, np_.texture, np_.shape, np_.position)
 
 
+def _okey(ctx: _Ctx, o: _Obj, position: bool) -> tuple:
+    """object -> `_key(_np(ctx, o, None, position))` without building the NP (hot path)."""
+    nm = ctx.name
+    return (o.size if nm["size"] else None, o.color if nm["color"] else None,
+            o.texture if nm["texture"] else None, o.shape if nm["shape"] else None,
+            o.position if position and nm["position"] else None)
+
+
 def _groups(ctx: _Ctx, objs: list, position: bool) -> list:
     """objects -> NPs of identical descriptions with counts (in first-slot order)."""
     if not ctx.name["count"]:
         return [_np(ctx, o, 1, position) for o in objs]
     order, counts = [], {}
     for o in objs:
-        k = _key(_np(ctx, o, None, position))
-        if k not in counts:
-            counts[k] = [o, 0]
+        k = _okey(ctx, o, position)
+        c = counts.get(k)
+        if c is None:
+            counts[k] = [o, 1]
             order.append(k)
-        counts[k][1] += 1
+        else:
+            c[1] += 1
     return [_np(ctx, counts[k][0], counts[k][1], position) for k in order]
 
 
@@ -228,17 +241,23 @@ def _matches(o: _Obj, np_: NP) -> bool:
             and (np_.position is None or o.position == np_.position))
 
 
+_FIELD = {"size": 1, "color": 2, "texture": 3, "shape": 4, "position": 5}   # _Obj tuple positions
+
+
 def _unique_desc(ctx: _Ctx, objs: list, o: _Obj, order: tuple, drop=()) -> NP | None:
     """minimal definite description of o (adding attributes in `order`) that fits no other object."""
     nm = ctx.name
     chosen = {}
+    cands = objs
     for attr in order:
         if attr in drop or not nm[attr]:
             continue
-        chosen[attr] = getattr(o, attr)
-        np_ = NP(**chosen, slot=o.slot, definite=True)
-        if sum(_matches(p, np_) for p in objs) == 1:
-            return np_
+        i = _FIELD[attr]
+        v = chosen[attr] = o[i]
+        # NOTE: the objects fitting every attribute chosen so far only shrink: filter instead of re-matching.
+        cands = [p for p in cands if p[i] == v]
+        if len(cands) == 1:
+            return NP(**chosen, slot=o.slot, definite=True)
     return None
 
 
@@ -251,13 +270,14 @@ def _rel_set(relations: np.ndarray, n_slots: int) -> set:
 
 def _full_unique(ctx: _Ctx, objs: list) -> dict:
     """-> {slot: definite NP} for objects whose full attribute description is unique."""
+    keys = [_okey(ctx, o, False) for o in objs]
+    counts = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
     out = {}
-    for o in objs:
-        np_ = _np(ctx, o, None, False, True)
-        if np_.shape is None and np_.color is None and np_.size is None and np_.texture is None:
-            continue
-        if sum(_matches(p, np_) for p in objs) == 1:
-            out[o.slot] = np_
+    for o, k in zip(objs, keys):
+        if counts[k] == 1 and not (k[0] is None and k[1] is None and k[2] is None and k[3] is None):
+            out[o.slot] = _np(ctx, o, None, False, True)
     return out
 
 
@@ -318,6 +338,17 @@ def _plan_noisy(ctx, objs, d_partial, d) -> tuple:
 
 def _realize_plan(plan: list, lang: str, spans: bool = True, sentences: bool = False) -> tuple:
     """plan x lang -> (text, spans or None, sentences or None)."""
+    if not spans:
+        # NOTE: text-only fast path (memoized noun-phrase units); same strings as the pieces path below.
+        units, sents = [], ([] if sentences else None)
+        for sent in plan:
+            su = []
+            for frame, variant, kw in sent:
+                su.extend(rz.frame_units(frame, lang, variant, **kw))
+            if sentences:
+                sents.append(rz.join_units(su))
+            units.extend(su)
+        return rz.join_units(units), None, sents
     pieces, sents = [], ([] if sentences else None)
     for sent in plan:
         sp = []
@@ -518,38 +549,12 @@ def _one_qa(ctx, objs, rels, d, qtype):
     return _qa_two_hop(ctx, objs, rels, d)
 
 
-def _unslotted(np_: NP | None) -> NP | None:
-    """NP -> the same NP with slot -1 (and its relative clause's too): the words do not depend on slots."""
-    if np_ is None:
-        return None
-    rel = np_.rel
-    return np_._replace(slot=-1, rel=None if rel is None else (rel[0], _unslotted(rel[1])))
-
-
-_QUESTION_CACHE: dict = {}
-_QUESTION_CACHE_MAX = 1 << 16
-
-
-def _question(frame: str, variant: int, np_, np2, pred, attr) -> str:
-    """English question text of a QA frame, memoized on its slot-free arguments (a per-process table)."""
-    key = (frame, variant, _unslotted(np_), _unslotted(np2), pred, attr)
-    text = _QUESTION_CACHE.get(key)
-    if text is None:
-        kw = {k: v for k, v in (("np", np_), ("np2", np2), ("pred", pred), ("attr", attr)) if v is not None}
-        text = rz.realize(frame, "en", variant, **kw)
-        if len(_QUESTION_CACHE) >= _QUESTION_CACHE_MAX:
-            _QUESTION_CACHE.clear()
-        _QUESTION_CACHE[key] = text
-    return text
-
-
 def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
     """-> qa/* fields: Q questions, types drawn uniformly with fallback to the next type that fits."""
     q, c = ctx.qa_per_sample, ctx.mc_choices
-    out = {"question": [""] * q, "answer": [""] * q, "type": np.full(q, -1, np.int32),
-           "template": np.full(q, -1, np.int32), "target": np.full(q, -1, np.int32),
-           "area_bin": np.full(q, -1, np.int32), "choices": [("",) * c] * q,
-           "answer_index": np.full(q, -1, np.int32)}
+    questions, answers, choices_out = [""] * q, [""] * q, [("",) * c] * q
+    # NOTE: rows type, template, target, area_bin, answer_index as Python lists; one array at the end.
+    ints = [[-1] * q for _ in range(5)]
     types = ctx.qa_types
     for i, d in enumerate(_windows(ctx, split, index, "qa", q) if q else []):
         start = d.int(len(types))
@@ -562,7 +567,7 @@ def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
             continue
         frame, kw, answer, target = item
         variant = d.int(rz.num_paraphrases(frame, "en"))
-        question = _question(frame, variant, kw.get("np"), kw.get("np2"), kw.get("pred"), kw.get("attr"))
+        question = rz.frame_text(frame, "en", variant, **kw)
         tid = QA_TYPES.index(qtype)
         if c > 0:
             space = [a for a in _answer_space(ctx, qtype) if a != answer]
@@ -571,15 +576,17 @@ def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
                 picks.append(space.pop(d.int(len(space))))
             order = sorted(range(len(picks)), key=lambda j: d.next())
             choices = [picks[j] for j in order]
-            out["answer_index"][i] = choices.index(answer)
+            ints[4][i] = choices.index(answer)
             question += " " + " ".join(f"({_MC_LETTERS[j]}) {w}" for j, w in enumerate(choices))
-            out["choices"][i] = tuple(choices) + ("",) * (c - len(choices))
-        out["question"][i], out["answer"][i] = question, answer
-        out["type"][i], out["template"][i], out["target"][i] = tid, tid * 8 + variant, target
-        out["area_bin"][i] = _area_bin(spec, target, areas)
-    res = {f"qa/{k}": (tuple(v) if isinstance(v, list) else v) for k, v in out.items()}
-    if c <= 0:
-        del res["qa/choices"], res["qa/answer_index"]
+            choices_out[i] = tuple(choices) + ("",) * (c - len(choices))
+        questions[i], answers[i] = question, answer
+        ints[0][i], ints[1][i], ints[2][i] = tid, tid * 8 + variant, target
+        ints[3][i] = _area_bin(spec, target, areas)
+    arr = np.array(ints, np.int32).reshape(5, q)
+    res = {"qa/question": tuple(questions), "qa/answer": tuple(answers), "qa/type": arr[0], "qa/template": arr[1],
+           "qa/target": arr[2], "qa/area_bin": arr[3]}
+    if c > 0:
+        res["qa/choices"], res["qa/answer_index"] = tuple(choices_out), arr[4]
     return res
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from vljax.data.world import points3d
-from vljax.data.world import room
 from vljax.data.world import splits
 
 KINDS = ("object3d", "room")
@@ -31,6 +29,9 @@ class Kind3D:
     def __init__(self, cfg, config_hash: str):
         if cfg.kind not in KINDS:
             raise ValueError(f"kind={cfg.kind!r} is not a 3D kind ({', '.join(KINDS)})")
+        # NOTE: generators imported here, not at module level: `python -m vljax.data.world.room` (the 3D benchmark)
+        # must not find room.py already imported by the package.
+        from vljax.data.world import points3d, room
         self.cfg, self.kind, self.config_hash = cfg, cfg.kind, config_hash
         self.seed = int(cfg.seed)
         self._sampler = points3d.sample_object3d if self.kind == "object3d" else room.sample_room
@@ -71,7 +72,7 @@ class Kind3D:
         if task not in LABEL_TASKS[self.kind]:
             valid = ", ".join(LABEL_TASKS[self.kind]) or "none"
             raise ValueError(f"unknown task {task!r} for kind {self.kind!r}; valid: {valid}")
-        return int(points3d.sample_object3d(self._gen_cfg, self.seed, split, int(index), ("labels",))["labels/shape3d"])
+        return int(self._sampler(self._gen_cfg, self.seed, split, int(index), ("labels",))["labels/shape3d"])
 
     def num_classes(self, task: str) -> int:
         """task -> number of classes."""

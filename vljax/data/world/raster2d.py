@@ -169,7 +169,8 @@ class Raster2D:
         col = self._textures(spec.texture[:n], rgb, u, v, rho, s, d_out, ox, oy, k)  # [n,3,K,K] / [n,3,1,1]
         col = self._marks(spec.mark[:n], rgb, col, u, v, k)
 
-        pad = k
+        # NOTE: the canvas margin is just what the windows need (not k): fewer bytes to fill and crop.
+        pad = max(0, -int(min(ox.min(), oy.min())), int(max(ox.max(), oy.max())) + k - r)
         size = r + 2 * pad
         canvas = self._canvas(spec, size, pad)                        # planar [3, S, S]
         noisy = style in (_STYLE["noisy_bg"], _STYLE["texture_noise"])
@@ -195,14 +196,19 @@ class Raster2D:
             np.copyto(inst[y0:y0 + k, x0:x0 + k], slots[j], where=on[j], casting="unsafe")
 
         inst_img = inst[pad:pad + r, pad:pad + r]
-        # NOTE: boxes and areas of all objects at once from the visible (topmost) instance map.
-        hot = inst_img[None] == slots[:, None, None]                        # [n, H, W]
-        per_row = np.add.reduce(hot, axis=2)                              # [n, H] pixel counts
-        rows, cols = per_row > 0, hot.any(1)                              # [n, H], [n, W]
+        # NOTE: boxes and areas of all objects at once from the visible (topmost) instance map. A slot is only
+        # ever written inside its own window, so [n, K, K] windows (margins cleared) replace [n, H, W] planes.
+        if pad:
+            inst[:pad], inst[pad + r:], inst[:, :pad], inst[:, pad + r:] = -1, -1, -1, -1
+        win_k = self._arange(k)
+        win = inst[(oy + pad)[:, None, None] + win_k[:, None], (ox + pad)[:, None, None] + win_k]   # [n, K, K]
+        hot = win == slots[:, None, None]
+        per_row = np.add.reduce(hot, axis=2)                              # [n, K] pixel counts
+        rows, cols = per_row > 0, hot.any(1)                              # [n, K], [n, K]
         cnt = per_row.sum(1)
         b = np.empty((n, 4), np.float32)
-        b[:, 0], b[:, 1] = cols.argmax(1), rows.argmax(1)
-        b[:, 2], b[:, 3] = r - cols[:, ::-1].argmax(1), r - rows[:, ::-1].argmax(1)
+        b[:, 0], b[:, 1] = ox + cols.argmax(1), oy + rows.argmax(1)
+        b[:, 2], b[:, 3] = ox + k - cols[:, ::-1].argmax(1), oy + k - rows[:, ::-1].argmax(1)
         b *= inv
         b[cnt == 0] = 0
         boxes[:n] = b

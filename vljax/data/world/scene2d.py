@@ -184,18 +184,20 @@ class Scene2D:
             style = others[int(us[-1] * len(others))]
         noise_seed = int(us[-2] * 2**52)
 
-        def pad(x, dtype, fill):
-            """[O, ...] -> dtype copy with slots n.. set to the padding value."""
-            x = x.astype(dtype)  # NOTE: astype copies; valid slots are 0..n-1, padding follows.
-            x[n:] = fill
-            return x
-
+        # NOTE: one padded block per dtype (rows are the fields) instead of a copy + fill per field.
+        ints = np.stack([attrs["shape"], attrs["color"], attrs["size"], attrs["texture"], cell, z]).astype(np.int32)
+        ints[:, n:] = -1
+        floats = np.stack([scale, angle]).astype(np.float32)
+        floats[:, n:] = 0
+        center = center.astype(np.float32)
+        center[n:] = 0
+        mark = mark.astype(np.int32)
+        mark[n:] = 0
+        rgb = rgb.astype(np.float32)
+        rgb[n:] = 0
         spec = SceneSpec(
-            shape=pad(attrs["shape"], np.int32, -1), color=pad(attrs["color"], np.int32, -1),
-            size=pad(attrs["size"], np.int32, -1), texture=pad(attrs["texture"], np.int32, -1),
-            cell=pad(cell, np.int32, -1), z=pad(z, np.int32, -1), scale=pad(scale, np.float32, 0),
-            angle=pad(angle, np.float32, 0), center=pad(center, np.float32, 0),
-            mark=pad(mark, np.int32, 0), rgb=pad(rgb, np.float32, 0), valid=valid.copy(),
+            shape=ints[0], color=ints[1], size=ints[2], texture=ints[3], cell=ints[4], z=ints[5],
+            scale=floats[0], angle=floats[1], center=center, mark=mark, rgb=rgb, valid=valid.copy(),
             background=background, background_rgb=bg_rgb, style=style,
             grid=self.grid, horizon=horizon, noise_seed=noise_seed, domain=self.domain)
         info["main"] = main_object(spec)

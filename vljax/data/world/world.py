@@ -85,6 +85,8 @@ class World(TextAPI):
         self.downsample = int(self.cfg.downsample)
         self.n_shapes, self.n_colors = int(self.cfg.objects.shapes), int(self.cfg.objects.colors)
         self._text_spec = {}
+        self._selections = {}
+        self._pixel_kw = tuple((k, src) for k, src in (("boxes", "boxes"), ("areas", "area")) if k in self._annotate_kw)
 
     # ------------------------------------------------------------------ scenes and labels
     def split_size(self, split: str) -> int:
@@ -174,29 +176,31 @@ class World(TextAPI):
         if self._kind3d is not None:
             return self._kind3d.sample(split, index, fields)
         index = int(index)
+        pixels, text_fields = self._selection(fields)
         dup = self._dup_of(split, index)
         spec, info = self.scene2d.sample(split, dup if dup >= 0 else index)
         rel = self.relations(spec)
-        rend = self.render(spec, masks=_selected("masks", fields))
+        rend = self.render(spec, masks="masks" in pixels)
         out = self._core(spec, rel, rend["area"], split, index, dup, info["main"])
-        if _selected("image", fields):
-            out["image"] = rend["image"]
-        if _selected("boxes", fields):
-            out["boxes"] = rend["boxes"]
-        if _selected("masks", fields):
-            out["masks"] = rend["masks"]
-        if _selected("instance_map", fields):
-            out["instance_map"] = rend["instance_map"]
-        text_fields = tuple(f for f in fields if f not in PIXEL_FIELDS)
+        for k in pixels:
+            out[k] = rend[k]
         if text_fields and self._annotate is not None:
             extra = self._annotate.annotate(self, spec, rel, split, index, text_fields,
                                             **self._pixel_kwargs(rend))
             out.update(extra)
         return out
 
+    def _selection(self, fields: tuple) -> tuple:
+        """fields -> (selected pixel fields, text fields), memoized per fields tuple."""
+        sel = self._selections.get(fields)
+        if sel is None:
+            sel = self._selections[fields] = (tuple(k for k in PIXEL_FIELDS if _selected(k, fields)),
+                                              tuple(f for f in fields if f not in PIXEL_FIELDS))
+        return sel
+
     def _pixel_kwargs(self, rend: dict) -> dict:
         """Visible boxes / areas for annotate, when its signature takes them (grounded text uses them)."""
-        return {k: rend[src] for k, src in (("boxes", "boxes"), ("areas", "area")) if k in self._annotate_kw}
+        return {k: rend[src] for k, src in self._pixel_kw}
 
     def _core(self, spec, rel, area, split, index, dup, main) -> dict:
         """Always-present fields: objects/*, relations, labels/*, multilabel/*, has/*, meta/*."""

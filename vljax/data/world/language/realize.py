@@ -201,6 +201,119 @@ def frame_pieces(frame: str, lang: str, variant: int = 0, *, np: NP | None = Non
     return out
 
 
+# ---------------------------------------------------------------------------------------------- text-only path
+# NOTE: when no spans are wanted, text is built from *units* (separator, text) instead of pieces; a noun
+# phrase's unit is memoized per (language, slot-free NP), a small table, so captions cost dict lookups.
+# `frame_text(...) == join(frame_pieces(...), False)[0]` for every input (tests/world/test_world_language.py).
+_NP_UNITS: dict = {}
+_NP_UNITS_MAX = 1 << 17
+
+
+def _pieces_unit(pieces: list) -> tuple:
+    """pieces -> (separator before the first piece, text of all pieces joined)."""
+    return pieces[0][4], join(pieces, False)[0]
+
+
+def np_unit(L: lexicon.Language, np: NP) -> tuple:
+    """NP -> (separator, text) of its pieces (words never depend on the slot, so the cache ignores it)."""
+    if np.rel is not None:
+        return _pieces_unit(np_pieces(L, np))
+    key = (L.code, np.count, np.size, np.color, np.texture, np.shape, np.position, np.definite, np.plural)
+    unit = _NP_UNITS.get(key)
+    if unit is None:
+        unit = _pieces_unit(np_pieces(L, np))
+        if len(_NP_UNITS) >= _NP_UNITS_MAX:
+            _NP_UNITS.clear()
+        _NP_UNITS[key] = unit
+    return unit
+
+
+def _word_unit(L: lexicon.Language, key: str, out: list) -> None:
+    """lexicon key -> appends its unit (nothing for an empty word), like `_word`."""
+    w = L.words[key]
+    if w:
+        out.append((" ", w))
+
+
+def frame_units(frame: str, lang: str, variant: int = 0, *, np: NP | None = None, np2: NP | None = None,
+                nps=None, pred: int | None = None, attr: str | None = None, answer: str | None = None) -> list:
+    """One frame -> [(separator, text)] units: the text-only counterpart of `frame_pieces`."""
+    L = lexicon.language(lang)
+    out = []
+    if frame == "ANSWER":
+        _word_unit(L, answer_key(answer), out)
+        return out
+    if frame not in _COMPILED[L.code]:
+        raise ValueError(f"unknown frame {frame!r}; valid frames: {', '.join(lexicon.FRAMES)}, ANSWER")
+    temps = _COMPILED[L.code][frame]
+    for kind, val in temps[variant % len(temps)]:
+        if kind == "punct":
+            out.append(("", val))
+        elif kind == "lit":
+            out.append((" ", val))
+        elif kind == "word":
+            _word_unit(L, val, out)
+        elif val in ("NP", "NPP"):
+            out.append(np_unit(L, np))
+        elif val in ("NP2", "NPP2"):
+            out.append(np_unit(L, np2))
+        elif val == "NPS":
+            n = len(nps)
+            for i, x in enumerate(nps):
+                if i:
+                    if L.code == "en" and i < n - 1:
+                        out.append(("", ","))
+                    else:
+                        _word_unit(L, "and", out)
+                out.append(np_unit(L, x))
+        elif val == "PRED":
+            _word_unit(L, "rel:" + concepts.RELATIONS[pred], out)
+        elif val == "ATTRQ":
+            _word_unit(L, _ATTRQ[attr], out)
+        elif val == "be":
+            plural = np.plural or (np.count is not None and np.count > 1)
+            out.append((" ", "are" if plural else "is"))
+    return out
+
+
+def join_units(units) -> str:
+    """[(separator, text)] -> text (the first separator is dropped), as `join(pieces, False)`."""
+    parts = []
+    for sep, text in units:
+        parts.append(sep)
+        parts.append(text)
+    return "".join(parts[1:])
+
+
+_FRAME_TEXT: dict = {}
+
+
+def _np_key(np: NP | None):
+    """NP -> hashable slot-free key, or False when it holds a relative clause (not memoized)."""
+    if np is None:
+        return None
+    if np.rel is not None:
+        return False
+    return (np.count, np.size, np.color, np.texture, np.shape, np.position, np.definite, np.plural)
+
+
+def frame_text(frame: str, lang: str, variant: int = 0, *, np: NP | None = None, np2: NP | None = None,
+               nps=None, pred: int | None = None, attr: str | None = None, answer: str | None = None) -> str:
+    """frame + arguments -> text in `lang`; equal to `realize` (text-only fast path, memoized without lists)."""
+    k1, k2 = _np_key(np), _np_key(np2)
+    key = None if nps is not None or k1 is False or k2 is False else (frame, lang, variant, k1, k2, pred, attr,
+                                                                        answer)
+    text = _FRAME_TEXT.get(key) if key is not None else None
+    if text is None:
+        text = join_units(frame_units(frame, lang, variant, np=np, np2=np2, nps=nps, pred=pred, attr=attr,
+                                      answer=answer))
+        if key is not None:
+            if len(_FRAME_TEXT) >= _NP_UNITS_MAX:
+                _FRAME_TEXT.clear()
+            _FRAME_TEXT[key] = text
+    return text
+
+
 def answer_key(answer: str) -> str:
     """English answer ("red", "two", "top left", "yes") -> lexicon key."""
     if answer in ("yes", "no"):
