@@ -29,7 +29,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       kind="generation", split="test", n=256, task="qa", max_new_tokens=4, num_beams=1, batch_size=128))
   if arg.startswith("tiny"):
     c.data.world.resolution = 32
-    c.data.max_len = 24
+    c.data.max_len = 24  # NOTE: 4 image tokens + the longest color QA (14 words) + 4 specials = 22.
     c.train.steps = 400
     c.train.batch_size = 32
     c.train.log_every = 50
@@ -39,7 +39,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.checkpoint.every = 1000
     if arg == "tiny_encoder_free":
       c.model.vision = None
-      c.data.max_len = 32  # NOTE: 16 patch tokens enter the LM unpooled.
+      c.data.max_len = 40  # NOTE: 16 patch tokens enter the LM unpooled (longest QA: 34 tokens).
   else:
     c.data.world.resolution = 64
     c.data.max_len = 64

@@ -3,12 +3,18 @@
 Tolerances: float32 losses 1e-6 relative vs the float64 reference; sharded vs single device 2e-5
 relative on the loss and 1e-4 of the global max on gradients (reduction reorder across shards).
 """
-import numpy as np
-import pytest
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
+from vljax import sharding as shard_lib
+from vljax.config import load_config
+from vljax.data.tokenizer import BOS, EOS
 from vljax.losses import lm as lm_loss
+from vljax.methods import get_method
+from vljax.models.lvlm import LVLM, splice_image_tokens
 
 
 def _np_nll(logits, targets):
@@ -83,15 +89,6 @@ def test_no_supervised_token_raises():
 
 
 # ----- LVLM assembly -----
-
-import flax.linen as nn  # noqa: E402
-
-from vljax import sharding as shard_lib  # noqa: E402
-from vljax.config import load_config  # noqa: E402
-from vljax.data.tokenizer import BOS, EOS  # noqa: E402
-from vljax.methods import get_method  # noqa: E402
-from vljax.models import decoding  # noqa: E402
-from vljax.models.lvlm import LVLM, splice_image_tokens  # noqa: E402
 
 VOCAB = 40
 
@@ -198,6 +195,10 @@ def test_make_example_on_world_qa():
   question, reference, _ = method.select_text(sample, "qa")
   assert answer == tok.encode(reference) + [EOS]
   assert ex["image"].shape == (32, 32, 3)
+  cfg.task = "caption"
+  sample = w.sample("train", 5, fields=method.data_spec(cfg)["fields"])
+  ex = method.make_example(sample, tok, cfg)
+  assert [int(t) for t in ex["tokens"][ex["label_mask"]]] == tok.encode(str(sample["captions/short"])) + [EOS]
 
 
 def _lvlm_loss_and_grads(mesh_sizes, devices):
@@ -262,3 +263,12 @@ def test_generation_scoring():
   cap = generation.score([[5, 6, 7], [5]], [[5, 9, 7], [5, 6]], ["caption", "caption"])
   # reference tokens + eos: [5, 9, 7, eos] -> 3 hits; [5, 6, eos] vs [5, eos] -> 1 hit
   assert cap == {"exact_match": 0.0, "token_accuracy": 4 / 7}
+
+
+def test_presets_load_and_fit_their_image_tokens():
+  method = get_method("lvlm_ntp")
+  for preset in ("tiny", "tiny_align", "tiny_encoder_free", "small"):
+    cfg = load_config(f"configs/lvlm_ntp.py:{preset}")
+    assert cfg.method == "lvlm_ntp"
+    # NOTE: bos, <user>, <assistant>, eos + the longest world color QA (14 words, 1500 scenes).
+    assert method.build_static(cfg).num_image_tokens() + 4 + 14 <= cfg.data.max_len, preset

@@ -568,3 +568,30 @@ def test_golden_text_hash():
     fields = ("caption", "captions", "spans", "captions_ml", "tags", "summary", "entities", "qa", "pope", "ref",
               "negatives/swap_attr")
     assert _digest([w.sample("train", i, fields) for i in range(12)]) == GOLDEN_TEXT
+
+
+def test_medical_knowledge_graph_latin_square_and_tsv(tmp_path):
+    from vljax.data.world import kg
+    g = world_lib.World(config.get_config("image64")).knowledge_graph("medical")
+    kinds = collections.Counter(k for _, k in g.entities)
+    assert len(g.entities) == 23 and kinds == {"finding": 12, "superclass": 4, "zone": 4, "texture": 3}
+    assert g.triples.shape == (36, 3) and g.triples.dtype == np.int32
+    sup = {(h, t) for h, r, t in g.triples.tolist() if g.relations[r] == "subtype_of"}
+    by_finding = {h: g.entities[t][0] for h, t in sup}
+    assert len(by_finding) == 12
+    # NOTE: Latin square: within one type the 3 textures give 3 super-classes; within one texture the 4 types
+    # give all 4, so neither visual cue alone determines the super-class.
+    for t in range(4):
+        assert len({by_finding[kg.finding_id(t, s)] for s in range(3)}) == 3
+    for s in range(3):
+        assert len({by_finding[kg.finding_id(t, s)] for t in range(4)}) == 4
+    zones = collections.Counter(kg.preferred_zone(f) for f in range(12))
+    assert sorted(zones.values()) == [3, 3, 3, 3]
+    ent_path, tri_path = g.to_tsv(str(tmp_path / "kg"))
+    ents = [line.split("\t") for line in open(ent_path).read().splitlines()[1:]]
+    tris = [line.split("\t") for line in open(tri_path).read().splitlines()[1:]]
+    assert [e[1] for e in ents] == [n for n, _ in g.entities] and len(tris) == 36
+    assert ["calvoma", "subtype_of", kg.SUPERCLASSES[kg.superclass(0)]] in tris
+    assert ["dresoma", "has_texture", "striped"] in tris
+    with pytest.raises(ValueError, match="aerial"):
+        world_lib.World(config.get_config("image64")).knowledge_graph("aerial")

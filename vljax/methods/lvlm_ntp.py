@@ -75,8 +75,8 @@ def conversation(prompt: list[int], answer: list[int], max_len: int) -> dict[str
   return dict(tokens=tokens, label_mask=label)
 
 
-def select_text(sample: dict, task: str) -> tuple[str, str, str]:
-  """World sample -> (prompt, answer, qa type name or 'caption'); one QA item chosen by the scene index."""
+def select_text(sample: dict, task: str) -> tuple[str, str, int | str]:
+  """World sample -> (prompt, answer, QA type id or 'caption'); one QA item chosen by the scene index."""
   if task not in TASKS:
     raise ValueError(f"config.task={task!r} is not one of {TASKS}")
   if task == "caption":

@@ -248,8 +248,9 @@ def _torus_angle(u: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 def surface_at(p: Patches, pidx: np.ndarray, u1: np.ndarray, u2: np.ndarray) -> tuple:
     """patches, [n] patch ids, [n] x2 uniforms -> ([n,3] points, [n,3] unit outward normals)."""
+    # NOTE: np.take(axis=0) gathers rows several times faster than fancy indexing (same values).
     kind = p.kind[pidx]
-    d = p.dims[pidx]
+    d = np.take(p.dims, pidx, axis=0)
     local = np.zeros((len(pidx), 3))
     nloc = np.zeros((len(pidx), 3))
     nloc[:, 2] = 1.0
@@ -293,8 +294,8 @@ def surface_at(p: Patches, pidx: np.ndarray, u1: np.ndarray, u2: np.ndarray) -> 
             ring = r + dk[:, 1] * np.cos(phi)
             local[m] = np.stack([ring * ct, ring * st, dk[:, 1] * np.sin(phi)], -1)
             nloc[m] = np.stack([np.cos(phi) * ct, np.cos(phi) * st, np.sin(phi)], -1)
-    frame = p.frame[pidx]
-    pts = p.origin[pidx] + np.einsum("nij,nj->ni", frame, local)
+    frame = np.take(p.frame, pidx, axis=0)
+    pts = np.take(p.origin, pidx, axis=0) + np.einsum("nij,nj->ni", frame, local)
     flat = kind <= TRI
     if flat.all():
         # NOTE: flat patches carry their normal in the frame: skip the curved-normal product (same values).
@@ -387,9 +388,12 @@ def view_frames(views) -> tuple:
     return c, right, np.stack([-se * ca, -se * sa, ce], -1)     # c x right
 
 
-def orthographic(xyz, views, distance, res: int) -> tuple:
-    """[N,3] points, [V,2] views, [V] camera distances -> [V,N] (column, row, depth) for an H=W=res image."""
-    c, right, up = view_frames(views)
+def orthographic(xyz, views, distance, res: int, frames: tuple | None = None) -> tuple:
+    """[N,3] points, [V,2] views, [V] camera distances -> [V,N] (column, row, depth) for an H=W=res image.
+
+    `frames` = `view_frames(views)` when the caller already has it (fixed view tables are computed once).
+    """
+    c, right, up = view_frames(views) if frames is None else frames
     dist = np.asarray(distance, np.float64)
     half = res / 2
     # NOTE: one [3V,3] x [3,N] product in float32; the affine pixel mapping is folded into the rows.
@@ -447,6 +451,7 @@ class Object3DSettings(NamedTuple):
     classes: int
     views: str
     view_table: np.ndarray | None     # float64 [V, 2] (elevation, azimuth) degrees; None for "random"
+    view_table_frames: tuple | None   # view_frames(view_table)
     n_views: int
     res: int
 
@@ -465,9 +470,9 @@ def compile_object3d(cfg) -> Object3DSettings:
     if not 8 <= int(cfg.resolution) <= 512:
         raise ValueError(f"resolution={cfg.resolution} outside 8..512")
     table = None if pc.views == "random" else np.asarray(VIEW_SETS[pc.views], np.float64)
-    table is None or table.setflags(write=False)
+    frames = None if table is None else view_frames(table)
     n_views = RANDOM_VIEWS if table is None else len(table)
-    return Object3DSettings(int(pc.n), int(pc.classes), str(pc.views), table, n_views, int(cfg.resolution))
+    return Object3DSettings(int(pc.n), int(pc.classes), str(pc.views), table, frames, n_views, int(cfg.resolution))
 
 
 def _check_points_cfg(cfg) -> tuple:
@@ -516,7 +521,7 @@ def sample_object3d(cfg, seed: int, split: str, index: int, fields=None) -> dict
     scale = rng.uniform(*SCALE_RANGE)
     pts, nrm = sample_surface(patches, n, rng)
     perm = rng.permutation(n)
-    pts, nrm = pts[perm], nrm[perm]
+    pts, nrm = np.take(pts, perm, axis=0), np.take(nrm, perm, axis=0)
     # NOTE: reductions over the long axis of a [3, N] copy: numpy reduces [N, 3] along N 20x slower. The squared
     # norm is the left fold (x^2 + y^2) + z^2, which is exactly what np.sum over a length-3 axis computes.
     cols = pts.T.copy()
@@ -536,24 +541,28 @@ def sample_object3d(cfg, seed: int, split: str, index: int, fields=None) -> dict
     vrng = stream_generator(seed, split, index, "rgbd")
     angle = np.array([vrng.uniform(*RGB_VIEW_ELEVATION), vrng.uniform(-180.0, 180.0)])
     jitter = 1 + vrng.uniform(-DISTANCE_JITTER, DISTANCE_JITTER, 2)
+    rgb_frames = view_frames(angle[None])
     if st.view_table is None:
         views = np.stack([np.rad2deg(np.arcsin(vrng.uniform(-1, 1, RANDOM_VIEWS))),
                           vrng.uniform(-180.0, 180.0, RANDOM_VIEWS)], -1)
+        frames = view_frames(views)
     else:
-        views = st.view_table
+        views, frames = st.view_table, st.view_table_frames
+    # NOTE: view frames are per-view functions, so the fixed table's are computed once and the RGB view's once.
+    frames = tuple(np.concatenate([f, np.repeat(g, 3, 0)]) for f, g in zip(frames, rgb_frames))
     v = len(views)
     # NOTE: one splat call for every map (V depth views, the RGB view, the jittered pair) keeps overhead per object.
     all_views = np.concatenate([views, np.repeat(angle[None], 3, 0)])
     dist = np.concatenate([np.full(v + 1, CAMERA_DISTANCE), CAMERA_DISTANCE * jitter])
     want_rgb = _wanted("rgb_view", fields)
-    uu, vv, zz = orthographic(pts, all_views, dist, res)
+    uu, vv, zz = orthographic(pts, all_views, dist, res, frames)
     zbuf = splat(uu, vv, zz, SPLAT_RADIUS * res / 2, res, res, want_index=want_rgb, index_views=slice(v, v + 1))
     if want_rgb:
         zbuf, index_map = zbuf
-        light = view_frames(angle[None])[0][0]
+        light = rgb_frames[0][0]
         shade = np.concatenate([lambert(rgb[None], nrm, light), np.ones((1, 3))])   # row n = white background
         # NOTE: quantize the N+1 shades, then gather: the same bytes as quantizing the gathered image.
-        out["rgb_view"] = np.round(shade * 255).astype(np.uint8)[index_map[0]]
+        out["rgb_view"] = np.take(np.round(shade * 255).astype(np.uint8), index_map[0], axis=0)  # NOTE: 4x fancy
     depth = normalize_depth(zbuf)
     if _wanted("depth", fields):
         out["depth"] = depth[:v]

@@ -132,7 +132,7 @@ class Raster2D:
 
         cen = spec.center[:n]
         s = spec.scale[:n]
-        k = int(2 * float(s.max()) * r) + 4
+        k = int(2 * max(s.tolist()) * r) + 4
         # NOTE: float32 throughout; pixel centers of each object's window, relative to its center.
         ox = (cen[:, 0] * r).astype(np.int64) - k // 2               # window origin (pixels)
         oy = (cen[:, 1] * r).astype(np.int64) - k // 2
@@ -170,7 +170,8 @@ class Raster2D:
         col = self._marks(spec.mark[:n], rgb, col, u, v, k)
 
         # NOTE: the canvas margin is just what the windows need (not k): fewer bytes to fill and crop.
-        pad = max(0, -int(min(ox.min(), oy.min())), int(max(ox.max(), oy.max())) + k - r)
+        oy_l, ox_l = oy.tolist(), ox.tolist()
+        pad = max(0, -min(min(ox_l), min(oy_l)), max(max(ox_l), max(oy_l)) + k - r)
         size = r + 2 * pad
         canvas = self._canvas(spec, size, pad)                        # planar [3, S, S]
         noisy = style in (_STYLE["noisy_bg"], _STYLE["texture_noise"])
@@ -180,7 +181,6 @@ class Raster2D:
         order = spec.z[:n].argsort(kind="stable").tolist() if n > 1 else (0,)
         outline = style == _STYLE["outlined"]
         on = alpha >= 0.5
-        oy_l, ox_l = oy.tolist(), ox.tolist()
         for j in order:
             y0, x0 = oy_l[j] + pad, ox_l[j] + pad
             sl = canvas[:, y0:y0 + k, x0:x0 + k]
@@ -200,8 +200,10 @@ class Raster2D:
         # ever written inside its own window, so [n, K, K] windows (margins cleared) replace [n, H, W] planes.
         if pad:
             inst[:pad], inst[pad + r:], inst[:, :pad], inst[:, pad + r:] = -1, -1, -1, -1
-        win_k = self._arange(k)
-        win = inst[(oy + pad)[:, None, None] + win_k[:, None], (ox + pad)[:, None, None] + win_k]   # [n, K, K]
+        win = np.empty((n, k, k), np.int16)                               # [n, K, K]
+        for j in range(n):
+            y0, x0 = oy_l[j] + pad, ox_l[j] + pad
+            win[j] = inst[y0:y0 + k, x0:x0 + k]
         hot = win == slots[:, None, None]
         per_row = np.add.reduce(hot, axis=2)                              # [n, K] pixel counts
         rows, cols = per_row > 0, hot.any(1)                              # [n, K], [n, K]

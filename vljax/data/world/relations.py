@@ -80,7 +80,8 @@ def all_relations(spec: SceneSpec, may_overlap: bool = True) -> np.ndarray:
     np.equal(shape[:, None], shape[None, :], out=m[PRED["same_shape"]])
     # [a, b, direction, predicate] for a < b: direction 0 is (a, p, b), 1 is (b, p, a); nonzero() then
     # lists triples pair-major without a sort.
-    t = np.stack([m.transpose(1, 2, 0), m.transpose(2, 1, 0)], axis=2)
+    t = np.empty((n, n, 2, m.shape[0]), bool)
+    t[:, :, 0], t[:, :, 1] = m.transpose(1, 2, 0), m.transpose(2, 1, 0)
     t &= _upper(n)
     a, b, d, p = np.nonzero(t)
     out = np.empty((a.size, 3), np.int32)

@@ -36,12 +36,22 @@ def object_areas(spec: SceneSpec) -> np.ndarray:
     return np.where(spec.valid, a, 0.0)
 
 
+_SHAPE_AREA = SHAPE_AREA.tolist()
+_GRAY = tuple(c / 255 for c in concepts.BACKGROUND_GRAY)
+
+
 def main_object(spec: SceneSpec) -> int:
     """SceneSpec -> slot of the main object (largest analytic area, ties to the lowest slot), -1 if empty."""
     n = int(np.count_nonzero(spec.valid))  # NOTE: valid slots are contiguous from 0.
-    if n == 0:
-        return -1
-    return int(np.argmax(SHAPE_AREA[spec.shape[:n]] * np.square(spec.scale[:n], dtype=np.float64)))
+    # NOTE: float64 area * scale^2 in Python floats (the same IEEE products as numpy float64); the strict
+    # comparison keeps the lowest slot on ties, as argmax does.
+    shapes, scales = spec.shape[:n].tolist(), spec.scale[:n].tolist()
+    best, main = -1.0, -1
+    for i in range(n):
+        a = _SHAPE_AREA[shapes[i]] * (scales[i] * scales[i])
+        if a > best:
+            best, main = a, i
+    return main
 
 
 class Scene2D:
@@ -171,7 +181,7 @@ class Scene2D:
 
         angle = (2 * np.pi * angle_u).astype(np.float32) if self.rotation else np.zeros(o, np.float32)
         mark = self._marks(attrs["color"], mark_u)
-        rgb = self.palette[attrs["color"]] + (self.jitter * (2 * rgb_u - 1)).astype(np.float32)
+        rgb = np.take(self.palette, attrs["color"], axis=0) + (self.jitter * (2 * rgb_u - 1)).astype(np.float32)
         rgb = np.minimum(np.maximum(rgb, np.float32(0), out=rgb), np.float32(1), out=rgb)
 
         ul = stream_uniforms(self.seed, split, index, "layout", self.n_layout)
@@ -185,9 +195,12 @@ class Scene2D:
         noise_seed = int(us[-2] * 2**52)
 
         # NOTE: one padded block per dtype (rows are the fields) instead of a copy + fill per field.
-        ints = np.stack([attrs["shape"], attrs["color"], attrs["size"], attrs["texture"], cell, z]).astype(np.int32)
+        ints = np.empty((6, o), np.int32)
+        for row, x in enumerate((attrs["shape"], attrs["color"], attrs["size"], attrs["texture"], cell, z)):
+            ints[row] = x
         ints[:, n:] = -1
-        floats = np.stack([scale, angle]).astype(np.float32)
+        floats = np.empty((2, o), np.float32)
+        floats[0], floats[1] = scale, angle
         floats[:, n:] = 0
         center = center.astype(np.float32)
         center[n:] = 0
@@ -373,7 +386,7 @@ class Scene2D:
                 cell[:n] = perm[:n]
             slack = np.maximum(0.5 / grid - scale, 0)
             cidx = np.maximum(cell, 0)
-            center = self.cell_centers[cidx] + (2 * jit - 1) * slack[:, None]
+            center = np.take(self.cell_centers, cidx, axis=0) + (2 * jit - 1) * slack[:, None]
             for slot, (attr, lo, hi) in bands.items():
                 axis = 1 if attr == "row" else 0
                 center[slot, axis] = np.clip(center[slot, axis], lo, np.nextafter(hi, 0))
@@ -409,7 +422,7 @@ class Scene2D:
     def _background(self, u) -> tuple[int, tuple, float]:
         """-> (background id, background rgb tuple, horizon)."""
         if self.background == 0:
-            return 0, tuple(c / 255 for c in concepts.BACKGROUND_GRAY), 0.5
+            return 0, _GRAY, 0.5
         if self.background == 1:
             cand = (60 + 140 * u[:3 * _BG_TRIES].reshape(_BG_TRIES, 3)) / 255
             enabled = self.palette[self.values["color"]]

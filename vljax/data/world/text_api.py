@@ -44,6 +44,12 @@ class TextAPI:
         return corpus.text_kind(text)
 
     @staticmethod
+    def knowledge_graph(name: str):
+        """Graph name ("medical") -> kg.KnowledgeGraph (entities, int32 [T, 3] triples, `to_tsv(dir)`)."""
+        from vljax.data.world import kg  # NOTE: local import keeps the text API importable on its own.
+        return kg.knowledge_graph(name)
+
+    @staticmethod
     def parse(text: str, lang: str = "en"):
         """Text -> Parsed(mentions, relations, answer, frames) (inverse of every frame)."""
         return parse_lib.parse(text, lang)
