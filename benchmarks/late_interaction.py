@@ -5,6 +5,7 @@
 On CPU the Pallas kernel runs in interpret mode (an emulator, not a kernel): it is skipped for shapes
 above --interpret_max_elements unless --force_pallas, and its time says nothing about GPU/TPU speed.
 """
+
 import argparse
 import statistics
 import time
@@ -18,72 +19,78 @@ DEFAULT_SHAPES = ((16, 49, 32, 64), (64, 49, 32, 128), (64, 196, 77, 256))
 
 
 def _parse_shape(text):
-  """'B,Nv,Nt,D' -> (B, Nv, Nt, D)."""
-  shape = tuple(int(x) for x in text.split(","))
-  if len(shape) != 4:
-    raise argparse.ArgumentTypeError(f"--shape wants B,Nv,Nt,D, got {text!r}")
-  return shape
+    """'B,Nv,Nt,D' -> (B, Nv, Nt, D)."""
+    shape = tuple(int(x) for x in text.split(","))
+    if len(shape) != 4:
+        raise argparse.ArgumentTypeError(f"--shape wants B,Nv,Nt,D, got {text!r}")
+    return shape
 
 
 def _step(impl):
-  """impl -> jitted (v, t, mv, mt) -> (dv, dt) of a weighted sum of both score matrices."""
-  def loss(v, t, mv, mt):
-    i2t, t2i = li.late_interaction(v, t, mv, mt, impl=impl)
-    return jnp.sum(i2t) + 0.5 * jnp.sum(t2i)
-  return jax.jit(jax.grad(loss, argnums=(0, 1)))
+    """impl -> jitted (v, t, mv, mt) -> (dv, dt) of a weighted sum of both score matrices."""
+
+    def loss(v, t, mv, mt):
+        i2t, t2i = li.late_interaction(v, t, mv, mt, impl=impl)
+        return jnp.sum(i2t) + 0.5 * jnp.sum(t2i)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
 def _measure(impl, args, iters):
-  """-> (median seconds per fwd+bwd after one warmup call, compiled temp bytes or None)."""
-  step = _step(impl)
-  compiled = step.lower(*args).compile()
-  analysis = compiled.memory_analysis()
-  temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
-  jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(iters):
-    start = time.perf_counter()
+    """-> (median seconds per fwd+bwd after one warmup call, compiled temp bytes or None)."""
+    step = _step(impl)
+    compiled = step.lower(*args).compile()
+    analysis = compiled.memory_analysis()
+    temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
     jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), temp
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), temp
 
 
 def main():
-  """Parses flags, runs every (shape, impl) and prints a markdown table."""
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--shape", type=_parse_shape, action="append", help="B,Nv,Nt,D (repeatable)")
-  parser.add_argument("--impls", default="naive,chunked,pallas")
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-  parser.add_argument("--iters", type=int, default=5)
-  parser.add_argument("--interpret_max_elements", type=int, default=1 << 22)
-  parser.add_argument("--force_pallas", action="store_true")
-  flags = parser.parse_args()
-  backend = jax.default_backend()
-  print(f"backend={backend} devices={jax.devices()[0].device_kind} dtype={flags.dtype} iters={flags.iters}")
-  print("| B, Nv, Nt, D | impl | fwd+bwd ms | x naive | temp MiB | x naive |")
-  print("|---|---|---|---|---|---|")
-  for shape in flags.shape or DEFAULT_SHAPES:
-    b, nv, nt, d = shape
-    k = jax.random.split(jax.random.key(0), 4)
-    dtype = jnp.dtype(flags.dtype)
-    args = (jax.random.normal(k[0], (b, nv, d), dtype), jax.random.normal(k[1], (b, nt, d), dtype),
-            jax.random.bernoulli(k[2], 0.9, (b, nv)), jax.random.bernoulli(k[3], 0.8, (b, nt)))
-    base = None
-    for impl in flags.impls.split(","):
-      label = f"| {b}, {nv}, {nt}, {d} | {impl} |"
-      interpret = impl == "pallas" and backend not in ("gpu", "tpu")
-      if interpret and b * b * nv * nt > flags.interpret_max_elements and not flags.force_pallas:
-        print(f"{label} skipped (interpret mode on {backend}; --force_pallas to run) | | | |")
-        continue
-      seconds, temp = _measure(impl, args, flags.iters)
-      if impl == "naive":
-        base = (seconds, temp)
-      ratio_t = f"{seconds / base[0]:.2f}" if base else "-"
-      ratio_m = f"{temp / base[1]:.3f}" if base and temp is not None and base[1] else "-"
-      temp_mib = f"{temp / 2**20:.1f}" if temp is not None else "n/a"
-      tag = " (interpret)" if interpret else ""
-      print(f"{label} {seconds * 1e3:.1f}{tag} | {ratio_t} | {temp_mib} | {ratio_m} |", flush=True)
+    """Parses flags, runs every (shape, impl) and prints a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", type=_parse_shape, action="append", help="B,Nv,Nt,D (repeatable)")
+    parser.add_argument("--impls", default="naive,chunked,pallas")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--interpret_max_elements", type=int, default=1 << 22)
+    parser.add_argument("--force_pallas", action="store_true")
+    flags = parser.parse_args()
+    backend = jax.default_backend()
+    print(f"backend={backend} devices={jax.devices()[0].device_kind} dtype={flags.dtype} iters={flags.iters}")
+    print("| B, Nv, Nt, D | impl | fwd+bwd ms | x naive | temp MiB | x naive |")
+    print("|---|---|---|---|---|---|")
+    for shape in flags.shape or DEFAULT_SHAPES:
+        b, nv, nt, d = shape
+        k = jax.random.split(jax.random.key(0), 4)
+        dtype = jnp.dtype(flags.dtype)
+        args = (
+            jax.random.normal(k[0], (b, nv, d), dtype),
+            jax.random.normal(k[1], (b, nt, d), dtype),
+            jax.random.bernoulli(k[2], 0.9, (b, nv)),
+            jax.random.bernoulli(k[3], 0.8, (b, nt)),
+        )
+        base = None
+        for impl in flags.impls.split(","):
+            label = f"| {b}, {nv}, {nt}, {d} | {impl} |"
+            interpret = impl == "pallas" and backend not in ("gpu", "tpu")
+            if interpret and b * b * nv * nt > flags.interpret_max_elements and not flags.force_pallas:
+                print(f"{label} skipped (interpret mode on {backend}; --force_pallas to run) | | | |")
+                continue
+            seconds, temp = _measure(impl, args, flags.iters)
+            if impl == "naive":
+                base = (seconds, temp)
+            ratio_t = f"{seconds / base[0]:.2f}" if base else "-"
+            ratio_m = f"{temp / base[1]:.3f}" if base and temp is not None and base[1] else "-"
+            temp_mib = f"{temp / 2**20:.1f}" if temp is not None else "n/a"
+            tag = " (interpret)" if interpret else ""
+            print(f"{label} {seconds * 1e3:.1f}{tag} | {ratio_t} | {temp_mib} | {ratio_m} |", flush=True)
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -4,6 +4,7 @@
   python benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 --heads 6
 Prints one table: r, tokens left, images/s, x (r=0), zero-shot mean accuracy, delta vs r=0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,78 +23,98 @@ from vljax.train import loop
 
 
 def throughput(args, r: int) -> tuple[float, int]:
-  """-> (images/s of the jitted forward, best of iters; tokens after the last block) at merge rate r."""
-  kw = dict(width=args.width, depth=args.depth, num_heads=args.heads, mlp_dim=4 * args.width,
-            patch_size=(args.patch, args.patch), image_size=args.res, pool=args.pool)
-  images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3))
-  params = ViT(**kw).init(jax.random.key(1), images[:1])
-  model = ViT(**kw, token_merging=dict(r=r, schedule=args.schedule) if r else None)
-  fwd = jax.jit(lambda p, x: model.apply(p, x))
-  jax.block_until_ready(fwd(params, images))
-  times = []
-  for _ in range(args.iters):
-    t0 = time.perf_counter()
+    """-> (images/s of the jitted forward, best of iters; tokens after the last block) at merge rate r."""
+    kw = dict(
+        width=args.width,
+        depth=args.depth,
+        num_heads=args.heads,
+        mlp_dim=4 * args.width,
+        patch_size=(args.patch, args.patch),
+        image_size=args.res,
+        pool=args.pool,
+    )
+    images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3))
+    params = ViT(**kw).init(jax.random.key(1), images[:1])
+    model = ViT(**kw, token_merging=dict(r=r, schedule=args.schedule) if r else None)
+    fwd = jax.jit(lambda p, x: model.apply(p, x))
     jax.block_until_ready(fwd(params, images))
-    times.append(time.perf_counter() - t0)
-  n = (args.res // args.patch) ** 2 + (args.pool == "cls")
-  left = n - sum(merge_schedule(parse_token_merging(dict(r=r, schedule=args.schedule)), args.depth, n,
-                                args.pool == "cls"))
-  # NOTE: best of `iters`, not the median: on a shared CPU the other jobs only ever add time.
-  return args.batch / float(np.min(times)), left - (args.pool == "cls")
+    times = []
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fwd(params, images))
+        times.append(time.perf_counter() - t0)
+    n = (args.res // args.patch) ** 2 + (args.pool == "cls")
+    left = n - sum(
+        merge_schedule(parse_token_merging(dict(r=r, schedule=args.schedule)), args.depth, n, args.pool == "cls")
+    )
+    # NOTE: best of `iters`, not the median: on a shared CPU the other jobs only ever add time.
+    return args.batch / float(np.min(times)), left - (args.pool == "cls")
 
 
 def zeroshot_accuracy(args, r: int) -> float:
-  """Trains the tiny CLIP preset (shortened) with merging at r -> world zero-shot mean accuracy."""
-  cfg = load_config("configs/clip.py:tiny", [
-      f"--config.train.steps={args.steps}", f"--config.train.batch_size={args.train_batch}",
-      "--config.optim.warmup_steps=30", "--config.checkpoint.every=100000", "--config.train.log_every=50",
-      "--config.data.num_threads=1", "--config.evals.zeroshot.n=512"])
-  del cfg.evals["retrieval"]
-  if r:
-    cfg.model.image.token_merging = ml_collections.ConfigDict(dict(r=r, schedule=args.schedule))
-  with tempfile.TemporaryDirectory() as workdir:
-    res = loop.train_and_evaluate(cfg, workdir)
-  return res["zeroshot/mean_acc"]
+    """Trains the tiny CLIP preset (shortened) with merging at r -> world zero-shot mean accuracy."""
+    cfg = load_config(
+        "configs/clip.py:tiny",
+        [
+            f"--config.train.steps={args.steps}",
+            f"--config.train.batch_size={args.train_batch}",
+            "--config.optim.warmup_steps=30",
+            "--config.checkpoint.every=100000",
+            "--config.train.log_every=50",
+            "--config.data.num_threads=1",
+            "--config.evals.zeroshot.n=512",
+        ],
+    )
+    del cfg.evals["retrieval"]
+    if r:
+        cfg.model.image.token_merging = ml_collections.ConfigDict(dict(r=r, schedule=args.schedule))
+    with tempfile.TemporaryDirectory() as workdir:
+        res = loop.train_and_evaluate(cfg, workdir)
+    return res["zeroshot/mean_acc"]
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--res", type=int, default=64)
-  p.add_argument("--patch", type=int, default=8)
-  p.add_argument("--width", type=int, default=192)
-  p.add_argument("--depth", type=int, default=12)
-  p.add_argument("--heads", type=int, default=3)
-  p.add_argument("--pool", default="gap")
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--iters", type=int, default=5)
-  p.add_argument("--schedule", default="constant")
-  p.add_argument("--rs", default="0,2,3,4", help="merge rates for the throughput rows")
-  p.add_argument("--acc_rs", default="0,8,16", help="merge rates trained for accuracy (tiny CLIP: 64 tokens, 3 blocks)")
-  p.add_argument("--steps", type=int, default=150)
-  p.add_argument("--train_batch", type=int, default=64)
-  p.add_argument("--skip_accuracy", action="store_true")
-  args = p.parse_args()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--res", type=int, default=64)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--heads", type=int, default=3)
+    p.add_argument("--pool", default="gap")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--schedule", default="constant")
+    p.add_argument("--rs", default="0,2,3,4", help="merge rates for the throughput rows")
+    p.add_argument(
+        "--acc_rs", default="0,8,16", help="merge rates trained for accuracy (tiny CLIP: 64 tokens, 3 blocks)"
+    )
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--train_batch", type=int, default=64)
+    p.add_argument("--skip_accuracy", action="store_true")
+    args = p.parse_args()
 
-  print(f"# ViT width={args.width} depth={args.depth} heads={args.heads} {args.res}px/{args.patch} "
-        f"batch={args.batch} schedule={args.schedule} backend={jax.default_backend()}")
-  print("| r | tokens left | fwd images/s | x r=0 |")
-  print("|---|---|---|---|")
-  base = None
-  for r in (int(x) for x in args.rs.split(",")):
-    ips, left = throughput(args, r)
-    base = base or ips
-    print(f"| {r} | {left} | {ips:.1f} | {ips / base:.2f} |", flush=True)
-  if args.skip_accuracy:
-    return
-  print(f"\n# tiny CLIP (configs/clip.py:tiny, {args.steps} steps, batch {args.train_batch}) with ToMe in the ViT")
-  print("| r | zero-shot mean acc | delta vs r=0 (points) |")
-  print("|---|---|---|")
-  acc0 = None
-  for r in (int(x) for x in args.acc_rs.split(",")):
-    acc = zeroshot_accuracy(args, r)
-    acc0 = acc if acc0 is None else acc0
-    print(f"| {r} | {acc:.4f} | {100 * (acc - acc0):+.1f} |", flush=True)
+    print(
+        f"# ViT width={args.width} depth={args.depth} heads={args.heads} {args.res}px/{args.patch} "
+        f"batch={args.batch} schedule={args.schedule} backend={jax.default_backend()}"
+    )
+    print("| r | tokens left | fwd images/s | x r=0 |")
+    print("|---|---|---|---|")
+    base = None
+    for r in (int(x) for x in args.rs.split(",")):
+        ips, left = throughput(args, r)
+        base = base or ips
+        print(f"| {r} | {left} | {ips:.1f} | {ips / base:.2f} |", flush=True)
+    if args.skip_accuracy:
+        return
+    print(f"\n# tiny CLIP (configs/clip.py:tiny, {args.steps} steps, batch {args.train_batch}) with ToMe in the ViT")
+    print("| r | zero-shot mean acc | delta vs r=0 (points) |")
+    print("|---|---|---|")
+    acc0 = None
+    for r in (int(x) for x in args.acc_rs.split(",")):
+        acc = zeroshot_accuracy(args, r)
+        acc0 = acc if acc0 is None else acc0
+        print(f"| {r} | {acc:.4f} | {100 * (acc - acc0):+.1f} |", flush=True)
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -4,6 +4,7 @@
 Presets: tiny (CPU, 2-3 objects per scene), small, base (ViT-B/32, d=256), large (ViT-L/14, d=256).
 The CLIP baseline at equal compute is configs/clip.py with the same overrides (see docs/METHODS.md).
 """
+
 import importlib.util
 from pathlib import Path
 
@@ -15,39 +16,49 @@ PRESETS = presets.SIZES
 
 
 def _clip_config(arg: str) -> ml_collections.ConfigDict:
-  """configs/clip.py:arg, loaded by path (configs/ is not a package)."""
-  spec = importlib.util.spec_from_file_location("clip_cfg", Path(__file__).with_name("clip.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+    """configs/clip.py:arg, loaded by path (configs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("clip_cfg", Path(__file__).with_name("clip.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-  c = _clip_config(arg)
-  c.method = "filip"
-  c.model.filip = ml_collections.ConfigDict(dict(
-      # NOTE: the paper drops padding only; BOS/EOS are a flag (x-clip keeps them).
-      drop_special_tokens=False,
-      # NOTE: 1.0 = no pruning; the paper's efficiency variant keeps 0.25 before the all-gather.
-      token_keep_ratio=1.0,
-      impl="auto"))
-  c.evals.finegrained = ml_collections.ConfigDict(dict(
-      kind="finegrained", split="test", n=256, negatives=3, attrs=("color", "shape", "size"),
-      world_overrides={"objects": {"count": (2, 3)}}))
-  if arg == "tiny":
-    c.data.world.objects.count = (2, 3)
-    c.model.embed_dim = 64
-  elif arg in ("base", "large"):
-    c.model.embed_dim = 256
-    if arg == "base":
-      c.model.image.variant = "B/32"
-  return c
+    c = _clip_config(arg)
+    c.method = "filip"
+    c.model.filip = ml_collections.ConfigDict(
+        dict(
+            # NOTE: the paper drops padding only; BOS/EOS are a flag (x-clip keeps them).
+            drop_special_tokens=False,
+            # NOTE: 1.0 = no pruning; the paper's efficiency variant keeps 0.25 before the all-gather.
+            token_keep_ratio=1.0,
+            impl="auto",
+        )
+    )
+    c.evals.finegrained = ml_collections.ConfigDict(
+        dict(
+            kind="finegrained",
+            split="test",
+            n=256,
+            negatives=3,
+            attrs=("color", "shape", "size"),
+            world_overrides={"objects": {"count": (2, 3)}},
+        )
+    )
+    if arg == "tiny":
+        c.data.world.objects.count = (2, 3)
+        c.model.embed_dim = 64
+    elif arg in ("base", "large"):
+        c.model.embed_dim = 256
+        if arg == "base":
+            c.model.image.variant = "B/32"
+    return c
 
 
 def get_sweep(arg: str = "tiny"):
-  """Named sweeps: keep_ratio (token pruning before the gather), special (BOS/EOS in the text mask)."""
-  del arg
-  return {
-      "keep_ratio": [{"model.filip.token_keep_ratio": r} for r in (1.0, 0.5, 0.25)],
-      "special": [{"model.filip.drop_special_tokens": d} for d in (False, True)],
-  }
+    """Named sweeps: keep_ratio (token pruning before the gather), special (BOS/EOS in the text mask)."""
+    del arg
+    return {
+        "keep_ratio": [{"model.filip.token_keep_ratio": r} for r in (1.0, 0.5, 0.25)],
+        "special": [{"model.filip.drop_special_tokens": d} for d in (False, True)],
+    }

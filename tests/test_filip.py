@@ -1,4 +1,5 @@
 """FILIP method wiring: CLIP equivalence, float64 reference, sharded == local, pruning, fine-grained split, train steps."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,148 +13,169 @@ from vljax.losses.late_interaction import filip_loss
 from vljax.methods import filip
 from vljax.train import loop
 
-SMALL = ["--config.data.world.resolution=32", "--config.data.max_len=16", "--config.train.batch_size=16",
-         "--config.model.image.width=32", "--config.model.image.depth=1", "--config.model.image.num_heads=2",
-         "--config.model.image.mlp_dim=64", "--config.model.image.patch_size=(8, 8)",
-         "--config.model.text.width=32", "--config.model.text.depth=1",
-         "--config.model.text.num_heads=2", "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16",
-         "--config.evals.zeroshot.n=16", "--config.evals.retrieval.n=16", "--config.evals.finegrained.n=24",
-         "--config.eval_batch_size=16", "--config.train.log_every=1", "--config.checkpoint.every=1000",
-         "--config.data.num_threads=1"]
+SMALL = [
+    "--config.data.world.resolution=32",
+    "--config.data.max_len=16",
+    "--config.train.batch_size=16",
+    "--config.model.image.width=32",
+    "--config.model.image.depth=1",
+    "--config.model.image.num_heads=2",
+    "--config.model.image.mlp_dim=64",
+    "--config.model.image.patch_size=(8, 8)",
+    "--config.model.text.width=32",
+    "--config.model.text.depth=1",
+    "--config.model.text.num_heads=2",
+    "--config.model.text.mlp_dim=64",
+    "--config.model.embed_dim=16",
+    "--config.evals.zeroshot.n=16",
+    "--config.evals.retrieval.n=16",
+    "--config.evals.finegrained.n=24",
+    "--config.eval_batch_size=16",
+    "--config.train.log_every=1",
+    "--config.checkpoint.every=1000",
+    "--config.data.num_threads=1",
+]
 
 
 def _cfg(*extra):
-  return load_config("configs/filip.py:tiny", SMALL + list(extra))
+    return load_config("configs/filip.py:tiny", SMALL + list(extra))
 
 
 def _batch(exp, seed=0):
-  """A real world batch (images uint8, tokens with padding)."""
-  return next(iter(exp.train_dataset()))
+    """A real world batch (images uint8, tokens with padding)."""
+    return next(iter(exp.train_dataset()))
 
 
 def _filip_np(v, mv, t, mt, scale):
-  """float64 double-loop FILIP loss (the card's formulas) from token features and masks."""
-  v, t = v.astype(np.float64), t.astype(np.float64)
-  b = len(v)
-  si, st = np.zeros((b, b)), np.zeros((b, b))
-  for i in range(b):
-    for j in range(b):
-      s = v[i][mv[i]] @ t[j][mt[j]].T
-      si[i, j], st[i, j] = s.max(1).mean(), s.max(0).mean()
-  ce = lambda z: np.mean(np.log(np.exp(z).sum(1)) - np.diag(z))
-  return 0.5 * (ce(scale * si) + ce(scale * st.T))
+    """float64 double-loop FILIP loss (the card's formulas) from token features and masks."""
+    v, t = v.astype(np.float64), t.astype(np.float64)
+    b = len(v)
+    si, st = np.zeros((b, b)), np.zeros((b, b))
+    for i in range(b):
+        for j in range(b):
+            s = v[i][mv[i]] @ t[j][mt[j]].T
+            si[i, j], st[i, j] = s.max(1).mean(), s.max(0).mean()
+    ce = lambda z: np.mean(np.log(np.exp(z).sum(1)) - np.diag(z))
+    return 0.5 * (ce(scale * si) + ce(scale * st.T))
 
 
 def test_one_token_per_side_equals_clip_loss():
-  k1, k2 = jax.random.split(jax.random.key(3))
-  img = jax.random.normal(k1, (12, 24))
-  txt = jax.random.normal(k2, (12, 24))
-  img, txt = (x / jnp.linalg.norm(x, axis=-1, keepdims=True) for x in (img, txt))
-  got = filip_loss(img[:, None], txt[:, None], scale=13.0)
-  want, _ = contrastive.softmax_infonce(img, txt, 13.0)
-  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    k1, k2 = jax.random.split(jax.random.key(3))
+    img = jax.random.normal(k1, (12, 24))
+    txt = jax.random.normal(k2, (12, 24))
+    img, txt = (x / jnp.linalg.norm(x, axis=-1, keepdims=True) for x in (img, txt))
+    got = filip_loss(img[:, None], txt[:, None], scale=13.0)
+    want, _ = contrastive.softmax_infonce(img, txt, 13.0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
 def exp_and_state(tmp_path_factory):
-  exp = loop.Experiment(_cfg(), tmp_path_factory.mktemp("filip"))
-  state, _ = exp.create_state()
-  return exp, state
+    exp = loop.Experiment(_cfg(), tmp_path_factory.mktemp("filip"))
+    state, _ = exp.create_state()
+    return exp, state
 
 
 def test_method_loss_matches_float64_reference_with_padding(exp_and_state):
-  exp, state = exp_and_state
-  batch = _batch(exp)
-  assert (batch["text"] == 0).any(), "the batch must contain padding for this test to mean anything"
-  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-    loss, metrics = jax.jit(filip.make_loss(exp.model, exp.config, None))(state.params, batch, None)
-    v, mv, t, mt, scale = jax.jit(lambda p, b: filip.token_terms(exp.model, p, b["image"], b["text"], False))(
-        state.params, batch)
-  want = _filip_np(*(np.asarray(x) for x in (v, mv, t, mt)), float(scale))
-  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-  np.testing.assert_array_equal(np.asarray(mt), batch["text"] != 0)
-  # Dropping padding matters: the unmasked loss differs (pads are real vectors after the tower).
-  unmasked = _filip_np(np.asarray(v), np.asarray(mv), np.asarray(t), np.ones_like(np.asarray(mt)), float(scale))
-  assert abs(unmasked - want) > 1e-4
-  assert float(metrics["text_tokens"]) == pytest.approx(float((batch["text"] != 0).sum(1).mean()))
+    exp, state = exp_and_state
+    batch = _batch(exp)
+    assert (batch["text"] == 0).any(), "the batch must contain padding for this test to mean anything"
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        loss, metrics = jax.jit(filip.make_loss(exp.model, exp.config, None))(state.params, batch, None)
+        v, mv, t, mt, scale = jax.jit(lambda p, b: filip.token_terms(exp.model, p, b["image"], b["text"], False))(
+            state.params, batch
+        )
+    want = _filip_np(*(np.asarray(x) for x in (v, mv, t, mt)), float(scale))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(mt), batch["text"] != 0)
+    # Dropping padding matters: the unmasked loss differs (pads are real vectors after the tower).
+    unmasked = _filip_np(np.asarray(v), np.asarray(mv), np.asarray(t), np.ones_like(np.asarray(mt)), float(scale))
+    assert abs(unmasked - want) > 1e-4
+    assert float(metrics["text_tokens"]) == pytest.approx(float((batch["text"] != 0).sum(1).mean()))
 
 
 @pytest.mark.parametrize("keep", [1.0, 0.5])
 def test_sharded_loss_and_grads_equal_local(exp_and_state, keep):
-  exp, state = exp_and_state
-  assert exp.mesh.shape["data"] * exp.mesh.shape["fsdp"] == 8
-  batch = _batch(exp)
-  cfg = _cfg(f"--config.model.filip.token_keep_ratio={keep}")
-  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-    sharded = jax.jit(jax.value_and_grad(filip.make_loss(exp.model, cfg, exp.mesh), has_aux=True))
-    (ls, _), gs = sharded(state.params, batch, None)
-    if keep == 1.0:
-      local = jax.jit(jax.value_and_grad(filip.make_loss(exp.model, cfg, None), has_aux=True))
-      (ll, _), gl = local(state.params, batch, None)
-    else:
-      # NOTE: pruning ranks tokens among each device's *local* partners, so the local reference is
-      # the per-shard selection (2 pairs per device) followed by the unpruned global loss.
-      def ref(p):
-        v, mv, t, mt, scale = filip.token_terms(exp.model, p, batch["image"], batch["text"], False)
-        parts = [filip.keep_top_tokens(v[s:s + 2], mv[s:s + 2], t[s:s + 2], mt[s:s + 2], keep) for s in range(0, 16, 2)]
-        v, mv, t, mt = (jnp.concatenate(x) for x in zip(*parts))
-        return filip_loss(v, t, mv, mt, scale)
-      ll, gl = jax.jit(jax.value_and_grad(ref))(state.params)
-  np.testing.assert_allclose(float(ls), float(ll), rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gl)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    exp, state = exp_and_state
+    assert exp.mesh.shape["data"] * exp.mesh.shape["fsdp"] == 8
+    batch = _batch(exp)
+    cfg = _cfg(f"--config.model.filip.token_keep_ratio={keep}")
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        sharded = jax.jit(jax.value_and_grad(filip.make_loss(exp.model, cfg, exp.mesh), has_aux=True))
+        (ls, _), gs = sharded(state.params, batch, None)
+        if keep == 1.0:
+            local = jax.jit(jax.value_and_grad(filip.make_loss(exp.model, cfg, None), has_aux=True))
+            (ll, _), gl = local(state.params, batch, None)
+        else:
+            # NOTE: pruning ranks tokens among each device's *local* partners, so the local reference is
+            # the per-shard selection (2 pairs per device) followed by the unpruned global loss.
+            def ref(p):
+                v, mv, t, mt, scale = filip.token_terms(exp.model, p, batch["image"], batch["text"], False)
+                parts = [
+                    filip.keep_top_tokens(v[s : s + 2], mv[s : s + 2], t[s : s + 2], mt[s : s + 2], keep)
+                    for s in range(0, 16, 2)
+                ]
+                v, mv, t, mt = (jnp.concatenate(x) for x in zip(*parts))
+                return filip_loss(v, t, mv, mt, scale)
+
+            ll, gl = jax.jit(jax.value_and_grad(ref))(state.params)
+    np.testing.assert_allclose(float(ls), float(ll), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gl)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
 def test_keep_top_tokens_selects_best_matched_tokens():
-  rng = np.random.default_rng(0)
-  v, t = rng.normal(size=(3, 8, 5)).astype(np.float32), rng.normal(size=(3, 6, 5)).astype(np.float32)
-  mv = np.ones((3, 8), bool)
-  mt = np.array([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4], bool)
-  v2, mv2, t2, mt2 = filip.keep_top_tokens(jnp.asarray(v), jnp.asarray(mv), jnp.asarray(t), jnp.asarray(mt), 0.5)
-  assert v2.shape == (3, 4, 5) and t2.shape == (3, 3, 5)
-  valid_t = t.reshape(-1, 5)[mt.reshape(-1)]
-  for i in range(3):
-    best = (v[i] @ valid_t.T).max(1)
-    np.testing.assert_array_equal(np.sort(np.asarray(v2[i]), 0), np.sort(v[i][np.argsort(-best)[:4]], 0))
-    # A text keeps its valid tokens first; the masked ones only fill up and stay masked.
-    n_valid = min(3, mt[i].sum())
-    assert np.asarray(mt2[i]).sum() == n_valid
-  # ratio 1 keeps every token (a permutation), so the loss is unchanged.
-  full = filip.keep_top_tokens(jnp.asarray(v), jnp.asarray(mv), jnp.asarray(t), jnp.asarray(mt), 1.0)
-  np.testing.assert_allclose(filip_loss(*full[:1], full[2], full[1], full[3], scale=7.0),
-                             filip_loss(jnp.asarray(v), jnp.asarray(t), jnp.asarray(mv), jnp.asarray(mt), scale=7.0),
-                             rtol=1e-6)
+    rng = np.random.default_rng(0)
+    v, t = rng.normal(size=(3, 8, 5)).astype(np.float32), rng.normal(size=(3, 6, 5)).astype(np.float32)
+    mv = np.ones((3, 8), bool)
+    mt = np.array([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4], bool)
+    v2, mv2, t2, mt2 = filip.keep_top_tokens(jnp.asarray(v), jnp.asarray(mv), jnp.asarray(t), jnp.asarray(mt), 0.5)
+    assert v2.shape == (3, 4, 5) and t2.shape == (3, 3, 5)
+    valid_t = t.reshape(-1, 5)[mt.reshape(-1)]
+    for i in range(3):
+        best = (v[i] @ valid_t.T).max(1)
+        np.testing.assert_array_equal(np.sort(np.asarray(v2[i]), 0), np.sort(v[i][np.argsort(-best)[:4]], 0))
+        # A text keeps its valid tokens first; the masked ones only fill up and stay masked.
+        n_valid = min(3, mt[i].sum())
+        assert np.asarray(mt2[i]).sum() == n_valid
+    # ratio 1 keeps every token (a permutation), so the loss is unchanged.
+    full = filip.keep_top_tokens(jnp.asarray(v), jnp.asarray(mv), jnp.asarray(t), jnp.asarray(mt), 1.0)
+    np.testing.assert_allclose(
+        filip_loss(*full[:1], full[2], full[1], full[3], scale=7.0),
+        filip_loss(jnp.asarray(v), jnp.asarray(t), jnp.asarray(mv), jnp.asarray(mt), scale=7.0),
+        rtol=1e-6,
+    )
 
 
 def test_finegrained_negatives_change_one_word_and_are_false():
-  from vljax.data.world import World
+    from vljax.data.world import World
 
-  cfg = _cfg()
-  wcfg = cfg.data.world.copy_and_resolve_references()
-  wcfg.objects.count = (2, 3)
-  world = World(wcfg)
-  split = finegrained.build_split(world, "test", 20, 3)
-  assert len(split["captions"]) >= 15
-  for caps, changed, idx in zip(split["captions"], split["changed"], split["index"]):
-    truth, negs = caps[0], caps[1:]
-    assert len(set(caps)) == 4 and len(set(changed)) >= 2
-    spec = world.scene("test", int(idx))
-    assert spec.num_objects >= 2
-    for neg in negs:
-      a, b = truth.split(), neg.split()
-      assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+    cfg = _cfg()
+    wcfg = cfg.data.world.copy_and_resolve_references()
+    wcfg.objects.count = (2, 3)
+    world = World(wcfg)
+    split = finegrained.build_split(world, "test", 20, 3)
+    assert len(split["captions"]) >= 15
+    for caps, changed, idx in zip(split["captions"], split["changed"], split["index"]):
+        truth, negs = caps[0], caps[1:]
+        assert len(set(caps)) == 4 and len(set(changed)) >= 2
+        spec = world.scene("test", int(idx))
+        assert spec.num_objects >= 2
+        for neg in negs:
+            a, b = truth.split(), neg.split()
+            assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
 
 
 def test_finegrained_metrics_from_scores():
-  scores = np.array([[0.9, 0.1, 0.2, 0.95], [0.5, 0.4, 0.3, 0.1]])
-  m = finegrained.metrics_from_scores(scores, [["color", "shape", "size"], ["color", "size", "size"]])
-  assert m["pair_acc"] == pytest.approx(5 / 6) and m["r1"] == 0.5
-  assert m["pair_acc_size"] == pytest.approx(2 / 3) and m["pair_acc_color"] == 1.0
+    scores = np.array([[0.9, 0.1, 0.2, 0.95], [0.5, 0.4, 0.3, 0.1]])
+    m = finegrained.metrics_from_scores(scores, [["color", "shape", "size"], ["color", "size", "size"]])
+    assert m["pair_acc"] == pytest.approx(5 / 6) and m["r1"] == 0.5
+    assert m["pair_acc_size"] == pytest.approx(2 / 3) and m["pair_acc_color"] == 1.0
 
 
 @pytest.mark.slow  # ~25 s of CPU, but well over 60 s of wall time on the shared 2-core machine
 def test_two_train_steps_and_finegrained_eval(tmp_path):
-  res = loop.train_and_evaluate(_cfg("--config.train.steps=2"), tmp_path)
-  assert res["train_steps"] == 2
-  assert {"finegrained/pair_acc", "finegrained/r1", "zeroshot/shape_acc", "retrieval/i2t_r1"} <= set(res)
-  assert 0.0 <= res["finegrained/pair_acc"] <= 1.0 and res["finegrained/n_images"] >= 16
+    res = loop.train_and_evaluate(_cfg("--config.train.steps=2"), tmp_path)
+    assert res["train_steps"] == 2
+    assert {"finegrained/pair_acc", "finegrained/r1", "zeroshot/shape_acc", "retrieval/i2t_r1"} <= set(res)
+    assert 0.0 <= res["finegrained/pair_acc"] <= 1.0 and res["finegrained/n_images"] >= 16

@@ -1,4 +1,5 @@
 """vljax.nn: attention vs a float64 numpy reference, norms, MLP, blocks, embeddings, pooling."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,8 +9,7 @@ from jax.sharding import PartitionSpec as P
 from scipy.special import erf
 
 from vljax.nn.attention import MultiHeadAttention, make_attention_mask
-from vljax.nn.embeddings import (LearnedPosEmb, PatchEmbed, TokenEmbed, apply_rope,
-                                 posemb_sincos_2d, resample_posemb)
+from vljax.nn.embeddings import LearnedPosEmb, PatchEmbed, TokenEmbed, apply_rope, posemb_sincos_2d, resample_posemb
 from vljax.nn.mlp import Mlp
 from vljax.nn.norms import make_norm
 from vljax.nn.pooling import MAPHead, Pool, eos_index, gap_pool, last_token_index
@@ -19,276 +19,288 @@ F32_TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def _np(tree):
-  return jax.tree.map(lambda a: np.asarray(a, np.float64), nn.meta.unbox(tree))
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), nn.meta.unbox(tree))
 
 
 def _rope_np(x, pos, max_wavelength=10_000.0):
-  half = x.shape[-1] // 2
-  inv = 1.0 / max_wavelength ** (np.arange(half) / half)
-  ang = pos[..., None].astype(np.float64) * inv
-  sin, cos = np.sin(ang)[:, :, None], np.cos(ang)[:, :, None]
-  x1, x2 = x[..., :half], x[..., half:]
-  return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+    half = x.shape[-1] // 2
+    inv = 1.0 / max_wavelength ** (np.arange(half) / half)
+    ang = pos[..., None].astype(np.float64) * inv
+    sin, cos = np.sin(ang)[:, :, None], np.cos(ang)[:, :, None]
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
 
 
 def _attention_np(p, xq, xkv, kv_mask, causal, rope):
-  """Naive float64 multi-head attention with GQA by repeating kv heads."""
-  q = np.einsum("bnd,dhk->bnhk", xq, p["query_kernel"]) + p["query_bias"]
-  k = np.einsum("bnd,dhk->bnhk", xkv, p["key_kernel"]) + p["key_bias"]
-  v = np.einsum("bnd,dhk->bnhk", xkv, p["value_kernel"]) + p["value_bias"]
-  b, nq, h, kd = q.shape
-  nk = k.shape[1]
-  if rope:
-    q = _rope_np(q, np.broadcast_to(np.arange(nq), (b, nq)))
-    k = _rope_np(k, np.broadcast_to(np.arange(nk), (b, nk)))
-  rep = h // k.shape[2]
-  k, v = np.repeat(k, rep, axis=2), np.repeat(v, rep, axis=2)
-  out = np.zeros((b, nq, h, v.shape[-1]))
-  for bi in range(b):
-    for hi in range(h):
-      s = q[bi, :, hi] @ k[bi, :, hi].T / np.sqrt(kd)
-      allowed = np.ones((nq, nk), bool)
-      if kv_mask is not None:
-        allowed &= kv_mask[bi][None, :]
-      if causal:
-        allowed &= np.tril(np.ones((nq, nk), bool), k=nk - nq)
-      s = np.where(allowed, s, -np.inf)
-      s = np.exp(s - s.max(-1, keepdims=True))
-      out[bi, :, hi] = (s / s.sum(-1, keepdims=True)) @ v[bi, :, hi]
-  return np.einsum("bnhk,hkd->bnd", out, p["out_kernel"]) + p["out_bias"]
+    """Naive float64 multi-head attention with GQA by repeating kv heads."""
+    q = np.einsum("bnd,dhk->bnhk", xq, p["query_kernel"]) + p["query_bias"]
+    k = np.einsum("bnd,dhk->bnhk", xkv, p["key_kernel"]) + p["key_bias"]
+    v = np.einsum("bnd,dhk->bnhk", xkv, p["value_kernel"]) + p["value_bias"]
+    b, nq, h, kd = q.shape
+    nk = k.shape[1]
+    if rope:
+        q = _rope_np(q, np.broadcast_to(np.arange(nq), (b, nq)))
+        k = _rope_np(k, np.broadcast_to(np.arange(nk), (b, nk)))
+    rep = h // k.shape[2]
+    k, v = np.repeat(k, rep, axis=2), np.repeat(v, rep, axis=2)
+    out = np.zeros((b, nq, h, v.shape[-1]))
+    for bi in range(b):
+        for hi in range(h):
+            s = q[bi, :, hi] @ k[bi, :, hi].T / np.sqrt(kd)
+            allowed = np.ones((nq, nk), bool)
+            if kv_mask is not None:
+                allowed &= kv_mask[bi][None, :]
+            if causal:
+                allowed &= np.tril(np.ones((nq, nk), bool), k=nk - nq)
+            s = np.where(allowed, s, -np.inf)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            out[bi, :, hi] = (s / s.sum(-1, keepdims=True)) @ v[bi, :, hi]
+    return np.einsum("bnhk,hkd->bnd", out, p["out_kernel"]) + p["out_bias"]
 
 
-@pytest.mark.parametrize("causal,num_kv_heads,rope,cross", [
-    (True, None, False, False), (True, 2, True, False), (False, 1, True, False),
-    (False, 2, False, True)])
+@pytest.mark.parametrize(
+    "causal,num_kv_heads,rope,cross",
+    [(True, None, False, False), (True, 2, True, False), (False, 1, True, False), (False, 2, False, True)],
+)
 def test_attention_matches_float64_reference(causal, num_kv_heads, rope, cross):
-  rng = np.random.default_rng(0)
-  b, nq, d = 2, 5, 16
-  nk = 7 if cross else nq
-  xq = rng.normal(size=(b, nq, d)).astype(np.float32)
-  xkv = rng.normal(size=(b, nk, d)).astype(np.float32) if cross else None
-  kv_mask = np.ones((b, nk), bool)
-  kv_mask[1, -2:] = False
-  mod = MultiHeadAttention(num_heads=4, num_kv_heads=num_kv_heads, causal=causal, use_rope=rope)
-  params = jax.jit(mod.init)(jax.random.key(1), xq, xkv)
-  # NOTE: non-zero biases so the reference checks them too.
-  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), params)
-  got = jax.jit(lambda p: mod.apply(p, xq, xkv, kv_mask=kv_mask))(params)
-  ref = _attention_np(_np(params)["params"], xq.astype(np.float64),
-                      (xkv if cross else xq).astype(np.float64), kv_mask, causal, rope)
-  np.testing.assert_allclose(np.asarray(got), ref, **F32_TOL)
+    rng = np.random.default_rng(0)
+    b, nq, d = 2, 5, 16
+    nk = 7 if cross else nq
+    xq = rng.normal(size=(b, nq, d)).astype(np.float32)
+    xkv = rng.normal(size=(b, nk, d)).astype(np.float32) if cross else None
+    kv_mask = np.ones((b, nk), bool)
+    kv_mask[1, -2:] = False
+    mod = MultiHeadAttention(num_heads=4, num_kv_heads=num_kv_heads, causal=causal, use_rope=rope)
+    params = jax.jit(mod.init)(jax.random.key(1), xq, xkv)
+    # NOTE: non-zero biases so the reference checks them too.
+    params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), params)
+    got = jax.jit(lambda p: mod.apply(p, xq, xkv, kv_mask=kv_mask))(params)
+    ref = _attention_np(
+        _np(params)["params"], xq.astype(np.float64), (xkv if cross else xq).astype(np.float64), kv_mask, causal, rope
+    )
+    np.testing.assert_allclose(np.asarray(got), ref, **F32_TOL)
 
 
 def test_fully_masked_row_is_finite_with_finite_grads():
-  x = jax.random.normal(jax.random.key(0), (2, 4, 8))
-  kv_mask = jnp.array([[True] * 4, [False] * 4])
-  mod = MultiHeadAttention(num_heads=2)
-  params = jax.jit(mod.init)(jax.random.key(1), x)
-  loss = lambda p: jnp.sum(mod.apply(p, x, kv_mask=kv_mask) ** 2)
-  value, grads = jax.jit(jax.value_and_grad(loss))(params)
-  assert np.isfinite(float(value))
-  assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+    x = jax.random.normal(jax.random.key(0), (2, 4, 8))
+    kv_mask = jnp.array([[True] * 4, [False] * 4])
+    mod = MultiHeadAttention(num_heads=2)
+    params = jax.jit(mod.init)(jax.random.key(1), x)
+    loss = lambda p: jnp.sum(mod.apply(p, x, kv_mask=kv_mask) ** 2)
+    value, grads = jax.jit(jax.value_and_grad(loss))(params)
+    assert np.isfinite(float(value))
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
 def test_causal_mask_aligned_to_end_and_bad_shapes():
-  m = make_attention_mask(None, True, nq=2, nk=4, batch=1)
-  np.testing.assert_array_equal(np.asarray(m[0]), [[1, 1, 1, 0], [1, 1, 1, 1]])
-  with pytest.raises(ValueError, match="kv_mask"):
-    make_attention_mask(jnp.ones((1, 3), bool), False, 2, 4, 1)
-  with pytest.raises(ValueError, match="num_kv_heads"):
-    bad = MultiHeadAttention(num_heads=4, num_kv_heads=3)
-    jax.jit(bad.init)(jax.random.key(0), jnp.ones((1, 2, 8)))
+    m = make_attention_mask(None, True, nq=2, nk=4, batch=1)
+    np.testing.assert_array_equal(np.asarray(m[0]), [[1, 1, 1, 0], [1, 1, 1, 1]])
+    with pytest.raises(ValueError, match="kv_mask"):
+        make_attention_mask(jnp.ones((1, 3), bool), False, 2, 4, 1)
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        bad = MultiHeadAttention(num_heads=4, num_kv_heads=3)
+        jax.jit(bad.init)(jax.random.key(0), jnp.ones((1, 2, 8)))
 
 
 def test_attention_dropout_needs_rng_and_changes_output():
-  x = jax.random.normal(jax.random.key(0), (2, 6, 8))
-  mod = MultiHeadAttention(num_heads=2, dropout_rate=0.5)
-  params = jax.jit(mod.init)(jax.random.key(1), x)
-  det = jax.jit(mod.apply)(params, x)
-  drop = jax.jit(lambda p: mod.apply(p, x, deterministic=False,
-                                     rngs={"dropout": jax.random.key(3)}))(params)
-  assert not np.allclose(np.asarray(det), np.asarray(drop))
+    x = jax.random.normal(jax.random.key(0), (2, 6, 8))
+    mod = MultiHeadAttention(num_heads=2, dropout_rate=0.5)
+    params = jax.jit(mod.init)(jax.random.key(1), x)
+    det = jax.jit(mod.apply)(params, x)
+    drop = jax.jit(lambda p: mod.apply(p, x, deterministic=False, rngs={"dropout": jax.random.key(3)}))(params)
+    assert not np.allclose(np.asarray(det), np.asarray(drop))
 
 
 def test_rope_matches_numpy_and_preserves_norm():
-  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 8))
-  pos = jnp.broadcast_to(jnp.arange(5) * 3, (2, 5))
-  got = apply_rope(x, pos)
-  np.testing.assert_allclose(np.asarray(got), _rope_np(np.asarray(x, np.float64), np.asarray(pos)),
-                             **F32_TOL)
-  np.testing.assert_allclose(jnp.linalg.norm(got, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-5)
+    x = jax.random.normal(jax.random.key(0), (2, 5, 3, 8))
+    pos = jnp.broadcast_to(jnp.arange(5) * 3, (2, 5))
+    got = apply_rope(x, pos)
+    np.testing.assert_allclose(np.asarray(got), _rope_np(np.asarray(x, np.float64), np.asarray(pos)), **F32_TOL)
+    np.testing.assert_allclose(jnp.linalg.norm(got, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["layernorm", "rmsnorm"])
 def test_norms_match_numpy(kind):
-  x = np.random.default_rng(0).normal(2.0, 3.0, size=(3, 5, 16)).astype(np.float32)
-  mod = make_norm(kind)
-  params = jax.jit(mod.init)(jax.random.key(0), x)
-  params = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(1), a.shape), params)
-  p = _np(params)["params"]
-  xd = x.astype(np.float64)
-  if kind == "layernorm":
-    ref = (xd - xd.mean(-1, keepdims=True)) / np.sqrt(xd.var(-1, keepdims=True) + 1e-6)
-    ref = ref * p["scale"] + p["bias"]
-  else:
-    ref = xd / np.sqrt((xd ** 2).mean(-1, keepdims=True) + 1e-6) * p["scale"]
-  np.testing.assert_allclose(np.asarray(mod.apply(params, x)), ref, **F32_TOL)
-  with pytest.raises(ValueError, match="norm"):
-    make_norm("batchnorm")
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(3, 5, 16)).astype(np.float32)
+    mod = make_norm(kind)
+    params = jax.jit(mod.init)(jax.random.key(0), x)
+    params = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(1), a.shape), params)
+    p = _np(params)["params"]
+    xd = x.astype(np.float64)
+    if kind == "layernorm":
+        ref = (xd - xd.mean(-1, keepdims=True)) / np.sqrt(xd.var(-1, keepdims=True) + 1e-6)
+        ref = ref * p["scale"] + p["bias"]
+    else:
+        ref = xd / np.sqrt((xd**2).mean(-1, keepdims=True) + 1e-6) * p["scale"]
+    np.testing.assert_allclose(np.asarray(mod.apply(params, x)), ref, **F32_TOL)
+    with pytest.raises(ValueError, match="norm"):
+        make_norm("batchnorm")
 
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "quick_gelu", "swiglu"])
 def test_mlp_matches_numpy(activation):
-  x = np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32)
-  mod = Mlp(mlp_dim=12, activation=activation)
-  params = jax.jit(mod.init)(jax.random.key(0), x)
-  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), params)
-  p, xd = _np(params)["params"], x.astype(np.float64)
-  got = jax.jit(mod.apply)(params, x)
-  h = xd @ p["wi"]["kernel"] + p["wi"]["bias"]
-  sig = lambda u: 1 / (1 + np.exp(-u))
-  h = {"gelu": lambda u: 0.5 * u * (1 + erf(u / np.sqrt(2))),
-       "gelu_tanh": lambda u: 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3))),
-       "quick_gelu": lambda u: u * sig(1.702 * u),
-       "swiglu": lambda u: u * sig(u) * (xd @ p["wi_gate"]["kernel"] + p["wi_gate"]["bias"])
-       }[activation](h)
-  ref = h @ p["wo"]["kernel"] + p["wo"]["bias"]
-  np.testing.assert_allclose(np.asarray(got), ref, **F32_TOL)
+    x = np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32)
+    mod = Mlp(mlp_dim=12, activation=activation)
+    params = jax.jit(mod.init)(jax.random.key(0), x)
+    params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), params)
+    p, xd = _np(params)["params"], x.astype(np.float64)
+    got = jax.jit(mod.apply)(params, x)
+    h = xd @ p["wi"]["kernel"] + p["wi"]["bias"]
+    sig = lambda u: 1 / (1 + np.exp(-u))
+    h = {
+        "gelu": lambda u: 0.5 * u * (1 + erf(u / np.sqrt(2))),
+        "gelu_tanh": lambda u: 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u**3))),
+        "quick_gelu": lambda u: u * sig(1.702 * u),
+        "swiglu": lambda u: u * sig(u) * (xd @ p["wi_gate"]["kernel"] + p["wi_gate"]["bias"]),
+    }[activation](h)
+    ref = h @ p["wo"]["kernel"] + p["wo"]["bias"]
+    np.testing.assert_allclose(np.asarray(got), ref, **F32_TOL)
 
 
 def test_block_branches_compose_and_remat_matches():
-  x = jax.random.normal(jax.random.key(0), (2, 5, 16))
-  kw = dict(num_heads=2, mlp_dim=32)
-  params = jax.jit(Block(**kw).init)(jax.random.key(1), x)
-  full = jax.jit(Block(**kw).apply)(params, x)
-  split = jax.jit(lambda p: Block(**kw).apply(
-      p, x, method=lambda m, x: m.mlp_branch(m.attention_branch(x))))(params)
-  np.testing.assert_allclose(np.asarray(full), np.asarray(split), **F32_TOL)
-  grad = lambda cls: jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(cls(**kw).apply(p, x)))))(params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **F32_TOL),
-               grad(block_class("dots_saveable")), grad(Block))
-  with pytest.raises(ValueError, match="remat"):
-    block_class("sometimes")
+    x = jax.random.normal(jax.random.key(0), (2, 5, 16))
+    kw = dict(num_heads=2, mlp_dim=32)
+    params = jax.jit(Block(**kw).init)(jax.random.key(1), x)
+    full = jax.jit(Block(**kw).apply)(params, x)
+    split = jax.jit(lambda p: Block(**kw).apply(p, x, method=lambda m, x: m.mlp_branch(m.attention_branch(x))))(params)
+    np.testing.assert_allclose(np.asarray(full), np.asarray(split), **F32_TOL)
+    grad = lambda cls: jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(cls(**kw).apply(p, x)))))(params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **F32_TOL), grad(block_class("dots_saveable")), grad(Block)
+    )
+    with pytest.raises(ValueError, match="remat"):
+        block_class("sometimes")
 
 
 def test_encoder_shapes_logical_names_and_rmsnorm_gqa():
-  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
-  enc = Encoder(depth=2, num_heads=4, mlp_dim=32, remat="full",
-                block_kwargs=dict(norm="rmsnorm", num_kv_heads=2, use_rope=True, causal=True,
-                                  activation="swiglu", use_bias=False))
-  params = jax.jit(enc.init)(jax.random.key(1), x)
-  assert jax.jit(enc.apply)(params, x, jnp.ones((2, 6), bool)).shape == (2, 6, 16)
-  specs = nn.get_partition_spec(params)["params"]
-  blk = specs["block_00"]
-  assert blk["attn"]["key_kernel"] == P("embed", "heads", "kv")
-  assert blk["attn"]["out_kernel"] == P("heads", "kv", "embed")
-  assert blk["mlp"]["wi_gate"]["kernel"] == P("embed", "mlp")
-  assert blk["mlp"]["wo"]["kernel"] == P("mlp", "embed")
-  assert blk["norm_attn"]["scale"] == P("norm")
-  assert params["params"]["block_00"]["attn"]["key_kernel"].value.shape == (16, 2, 4)
+    x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+    enc = Encoder(
+        depth=2,
+        num_heads=4,
+        mlp_dim=32,
+        remat="full",
+        block_kwargs=dict(
+            norm="rmsnorm", num_kv_heads=2, use_rope=True, causal=True, activation="swiglu", use_bias=False
+        ),
+    )
+    params = jax.jit(enc.init)(jax.random.key(1), x)
+    assert jax.jit(enc.apply)(params, x, jnp.ones((2, 6), bool)).shape == (2, 6, 16)
+    specs = nn.get_partition_spec(params)["params"]
+    blk = specs["block_00"]
+    assert blk["attn"]["key_kernel"] == P("embed", "heads", "kv")
+    assert blk["attn"]["out_kernel"] == P("heads", "kv", "embed")
+    assert blk["mlp"]["wi_gate"]["kernel"] == P("embed", "mlp")
+    assert blk["mlp"]["wo"]["kernel"] == P("mlp", "embed")
+    assert blk["norm_attn"]["scale"] == P("norm")
+    assert params["params"]["block_00"]["attn"]["key_kernel"].value.shape == (16, 2, 4)
 
 
 def test_patch_embed_equals_strided_conv():
-  images = jax.random.normal(jax.random.key(0), (2, 8, 12, 3))
-  mod = PatchEmbed(width=5, patch_size=(4, 4))
-  params = jax.jit(mod.init)(jax.random.key(1), images)
-  p = nn.meta.unbox(params)["params"]["proj"]
-  got = mod.apply(params, images)
-  kernel = p["kernel"].reshape(4, 4, 3, 5)  # (ph pw c) flattening order -> HWIO
-  ref = jax.lax.conv_general_dilated(images, kernel, (4, 4), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     precision=jax.lax.Precision.HIGHEST) + p["bias"]
-  assert got.shape == (2, 2, 3, 5)
-  np.testing.assert_allclose(np.asarray(got), np.asarray(ref), **F32_TOL)
-  assert nn.get_partition_spec(params)["params"]["proj"]["kernel"] == P("patch", "embed")
-  with pytest.raises(ValueError, match="patch_size"):
-    mod.apply(params, jnp.ones((1, 9, 12, 3)))
+    images = jax.random.normal(jax.random.key(0), (2, 8, 12, 3))
+    mod = PatchEmbed(width=5, patch_size=(4, 4))
+    params = jax.jit(mod.init)(jax.random.key(1), images)
+    p = nn.meta.unbox(params)["params"]["proj"]
+    got = mod.apply(params, images)
+    kernel = p["kernel"].reshape(4, 4, 3, 5)  # (ph pw c) flattening order -> HWIO
+    ref = (
+        jax.lax.conv_general_dilated(
+            images,
+            kernel,
+            (4, 4),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=jax.lax.Precision.HIGHEST,
+        )
+        + p["bias"]
+    )
+    assert got.shape == (2, 2, 3, 5)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), **F32_TOL)
+    assert nn.get_partition_spec(params)["params"]["proj"]["kernel"] == P("patch", "embed")
+    with pytest.raises(ValueError, match="patch_size"):
+        mod.apply(params, jnp.ones((1, 9, 12, 3)))
 
 
 def test_sincos2d_matches_direct_formula():
-  gh, gw, d = 3, 4, 8
-  pe = np.asarray(posemb_sincos_2d(gh, gw, d))
-  omega = 1.0 / 10_000.0 ** (np.arange(d // 4) / (d // 4 - 1))
-  for i in range(gh):
-    for j in range(gw):
-      row = np.concatenate([np.sin(j * omega), np.cos(j * omega), np.sin(i * omega),
-                            np.cos(i * omega)])
-      np.testing.assert_allclose(pe[i * gw + j], row, rtol=1e-6, atol=1e-6)
-  with pytest.raises(ValueError, match="width"):
-    posemb_sincos_2d(2, 2, 6)
+    gh, gw, d = 3, 4, 8
+    pe = np.asarray(posemb_sincos_2d(gh, gw, d))
+    omega = 1.0 / 10_000.0 ** (np.arange(d // 4) / (d // 4 - 1))
+    for i in range(gh):
+        for j in range(gw):
+            row = np.concatenate([np.sin(j * omega), np.cos(j * omega), np.sin(i * omega), np.cos(i * omega)])
+            np.testing.assert_allclose(pe[i * gw + j], row, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="width"):
+        posemb_sincos_2d(2, 2, 6)
 
 
 def _bilinear_np(grid, nh, nw):
-  """Half-pixel-centre bilinear upsampling with edge clamping, float64."""
-  h, w, _ = grid.shape
+    """Half-pixel-centre bilinear upsampling with edge clamping, float64."""
+    h, w, _ = grid.shape
 
-  def axis(n_out, n_in):
-    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    i0 = np.floor(src).astype(int)
-    return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+    def axis(n_out, n_in):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n_in - 1), src - i0
 
-  y0, y1, wy = axis(nh, h)
-  x0, x1, wx = axis(nw, w)
-  top = grid[y0][:, x0] * (1 - wx)[None, :, None] + grid[y0][:, x1] * wx[None, :, None]
-  bot = grid[y1][:, x0] * (1 - wx)[None, :, None] + grid[y1][:, x1] * wx[None, :, None]
-  return top * (1 - wy)[:, None, None] + bot * wy[:, None, None]
+    y0, y1, wy = axis(nh, h)
+    x0, x1, wx = axis(nw, w)
+    top = grid[y0][:, x0] * (1 - wx)[None, :, None] + grid[y0][:, x1] * wx[None, :, None]
+    bot = grid[y1][:, x0] * (1 - wx)[None, :, None] + grid[y1][:, x1] * wx[None, :, None]
+    return top * (1 - wy)[:, None, None] + bot * wy[:, None, None]
 
 
 def test_resample_posemb_identity_and_upsampling():
-  grid = np.random.default_rng(0).normal(size=(4, 4, 6)).astype(np.float32)
-  np.testing.assert_allclose(np.asarray(resample_posemb(jnp.asarray(grid), (4, 4))), grid,
-                             rtol=1e-6, atol=1e-6)
-  flat = grid.reshape(1, 16, 6)
-  np.testing.assert_allclose(np.asarray(resample_posemb(jnp.asarray(flat), (4, 4))), flat,
-                             rtol=1e-6, atol=1e-6)
-  up = resample_posemb(jnp.asarray(flat), (6, 7))
-  assert up.shape == (1, 42, 6)
-  np.testing.assert_allclose(np.asarray(up).reshape(6, 7, 6),
-                             _bilinear_np(grid.astype(np.float64), 6, 7), **F32_TOL)
-  with pytest.raises(ValueError, match="square"):
-    resample_posemb(jnp.ones((1, 17, 6)), (4, 4))
+    grid = np.random.default_rng(0).normal(size=(4, 4, 6)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(resample_posemb(jnp.asarray(grid), (4, 4))), grid, rtol=1e-6, atol=1e-6)
+    flat = grid.reshape(1, 16, 6)
+    np.testing.assert_allclose(np.asarray(resample_posemb(jnp.asarray(flat), (4, 4))), flat, rtol=1e-6, atol=1e-6)
+    up = resample_posemb(jnp.asarray(flat), (6, 7))
+    assert up.shape == (1, 42, 6)
+    np.testing.assert_allclose(np.asarray(up).reshape(6, 7, 6), _bilinear_np(grid.astype(np.float64), 6, 7), **F32_TOL)
+    with pytest.raises(ValueError, match="square"):
+        resample_posemb(jnp.ones((1, 17, 6)), (4, 4))
 
 
 def test_token_and_position_embeddings():
-  tokens = jnp.array([[3, 1, 0], [2, 2, 4]], jnp.int32)
-  emb = TokenEmbed(vocab_size=5, width=4)
-  params = jax.jit(emb.init)(jax.random.key(0), tokens)
-  table = nn.meta.unbox(params)["params"]["embedding"]
-  np.testing.assert_array_equal(np.asarray(emb.apply(params, tokens)), np.asarray(table)[tokens])
-  x = jnp.ones((2, 3, 4))
-  assert emb.apply(params, x, method=TokenEmbed.attend).shape == (2, 3, 5)
-  assert nn.get_partition_spec(params)["params"]["embedding"] == P("vocab", "embed")
-  pos = LearnedPosEmb(length=3)
-  pp = jax.jit(pos.init)(jax.random.key(1), x)
-  np.testing.assert_allclose(pos.apply(pp, x) - x, jnp.broadcast_to(
-      nn.meta.unbox(pp)["params"]["embedding"], (2, 3, 4)), **F32_TOL)
-  with pytest.raises(ValueError, match="length"):
-    pos.apply(pp, jnp.ones((1, 4, 4)))
+    tokens = jnp.array([[3, 1, 0], [2, 2, 4]], jnp.int32)
+    emb = TokenEmbed(vocab_size=5, width=4)
+    params = jax.jit(emb.init)(jax.random.key(0), tokens)
+    table = nn.meta.unbox(params)["params"]["embedding"]
+    np.testing.assert_array_equal(np.asarray(emb.apply(params, tokens)), np.asarray(table)[tokens])
+    x = jnp.ones((2, 3, 4))
+    assert emb.apply(params, x, method=TokenEmbed.attend).shape == (2, 3, 5)
+    assert nn.get_partition_spec(params)["params"]["embedding"] == P("vocab", "embed")
+    pos = LearnedPosEmb(length=3)
+    pp = jax.jit(pos.init)(jax.random.key(1), x)
+    np.testing.assert_allclose(
+        pos.apply(pp, x) - x, jnp.broadcast_to(nn.meta.unbox(pp)["params"]["embedding"], (2, 3, 4)), **F32_TOL
+    )
+    with pytest.raises(ValueError, match="length"):
+        pos.apply(pp, jnp.ones((1, 4, 4)))
 
 
 def test_pooling_indices_and_gap():
-  tokens = jnp.array([[5, 7, 9, 0, 0], [4, 0, 0, 0, 0], [1, 2, 3, 4, 6]], jnp.int32)
-  np.testing.assert_array_equal(np.asarray(last_token_index(tokens)), [2, 0, 4])
-  np.testing.assert_array_equal(np.asarray(eos_index(tokens)), [2, 0, 4])
-  np.testing.assert_array_equal(np.asarray(eos_index(tokens, eos_id=4)), [0, 0, 3])
-  x = jax.random.normal(jax.random.key(0), (3, 5, 4))
-  mask = tokens != 0
-  got = gap_pool(x, mask)
-  np.testing.assert_allclose(np.asarray(got[0]), np.asarray(x[0, :3].mean(0)), rtol=1e-6)
-  last = Pool("last").apply({}, x, tokens=tokens)
-  np.testing.assert_array_equal(np.asarray(last), np.asarray(x[jnp.arange(3), jnp.array([2, 0, 4])]))
-  with pytest.raises(ValueError, match="pool"):
-    Pool("median").apply({}, x)
+    tokens = jnp.array([[5, 7, 9, 0, 0], [4, 0, 0, 0, 0], [1, 2, 3, 4, 6]], jnp.int32)
+    np.testing.assert_array_equal(np.asarray(last_token_index(tokens)), [2, 0, 4])
+    np.testing.assert_array_equal(np.asarray(eos_index(tokens)), [2, 0, 4])
+    np.testing.assert_array_equal(np.asarray(eos_index(tokens, eos_id=4)), [0, 0, 3])
+    x = jax.random.normal(jax.random.key(0), (3, 5, 4))
+    mask = tokens != 0
+    got = gap_pool(x, mask)
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(x[0, :3].mean(0)), rtol=1e-6)
+    last = Pool("last").apply({}, x, tokens=tokens)
+    np.testing.assert_array_equal(np.asarray(last), np.asarray(x[jnp.arange(3), jnp.array([2, 0, 4])]))
+    with pytest.raises(ValueError, match="pool"):
+        Pool("median").apply({}, x)
 
 
 def test_map_head_ignores_masked_tokens():
-  x = jax.random.normal(jax.random.key(0), (2, 5, 8))
-  mask = jnp.array([[True] * 3 + [False] * 2] * 2)
-  head = MAPHead(num_heads=2, mlp_dim=16)
-  params = jax.jit(head.init)(jax.random.key(1), x, mask)
-  apply = jax.jit(head.apply)
-  out = apply(params, x, mask)
-  assert out.shape == (2, 8)
-  x2 = x.at[:, 3:].set(100.0)
-  np.testing.assert_allclose(np.asarray(apply(params, x2, mask)), np.asarray(out), **F32_TOL)
-  assert nn.get_partition_spec(params)["params"]["probe"] == P(None, "embed")
+    x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+    mask = jnp.array([[True] * 3 + [False] * 2] * 2)
+    head = MAPHead(num_heads=2, mlp_dim=16)
+    params = jax.jit(head.init)(jax.random.key(1), x, mask)
+    apply = jax.jit(head.apply)
+    out = apply(params, x, mask)
+    assert out.shape == (2, 8)
+    x2 = x.at[:, 3:].set(100.0)
+    np.testing.assert_allclose(np.asarray(apply(params, x2, mask)), np.asarray(out), **F32_TOL)
+    assert nn.get_partition_spec(params)["params"]["probe"] == P(None, "embed")

@@ -1,9 +1,10 @@
 """Generative evaluation on the world: greedy decode image + prompt -> text; QA exact match, caption token accuracy.
 
-    exact_match        fraction of answers whose decoded words equal the reference words
-    exact_match/<type> the same per QA type (color, shape, count, ...), with its chance level
-    token_accuracy     captions: fraction of reference tokens (incl. eos) matched at their position
+exact_match        fraction of answers whose decoded words equal the reference words
+exact_match/<type> the same per QA type (color, shape, count, ...), with its chance level
+token_accuracy     captions: fraction of reference tokens (incl. eos) matched at their position
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,83 +13,84 @@ from vljax.data.tokenizer import EOS
 from vljax.data.world.annotate import QA_TYPES
 from vljax.eval.embed import world_samples
 
+
 def strip_generation(ids) -> list[int]:
-  """int [N] generated ids -> ids before the first eos (pads dropped)."""
-  out = []
-  for i in np.asarray(ids).tolist():
-    if i == EOS:
-      break
-    if i > EOS:
-      out.append(i)
-  return out
+    """int [N] generated ids -> ids before the first eos (pads dropped)."""
+    out = []
+    for i in np.asarray(ids).tolist():
+        if i == EOS:
+            break
+        if i > EOS:
+            out.append(i)
+    return out
 
 
 def build_prompts(method, tokenizer, config, samples, task: str):
-  """Samples -> (left-padded prompts int32 [n, P], bool mask [n, P], reference ids, QA types)."""
-  model = method.build_static(config)
-  rows, refs, types = [], [], []
-  for s in samples:
-    prompt, answer, qtype = method.select_text(s, task)
-    rows.append(method.prompt_ids(tokenizer, prompt, model.num_image_tokens(), model.image_token_id))
-    refs.append(list(tokenizer.encode(answer)))
-    types.append(qtype)
-  width = max(len(r) for r in rows)
-  tokens = np.zeros((len(rows), width), np.int32)
-  mask = np.zeros((len(rows), width), bool)
-  for i, r in enumerate(rows):
-    tokens[i, width - len(r):] = r
-    mask[i, width - len(r):] = True
-  return tokens, mask, refs, types
+    """Samples -> (left-padded prompts int32 [n, P], bool mask [n, P], reference ids, QA types)."""
+    model = method.build_static(config)
+    rows, refs, types = [], [], []
+    for s in samples:
+        prompt, answer, qtype = method.select_text(s, task)
+        rows.append(method.prompt_ids(tokenizer, prompt, model.num_image_tokens(), model.image_token_id))
+        refs.append(list(tokenizer.encode(answer)))
+        types.append(qtype)
+    width = max(len(r) for r in rows)
+    tokens = np.zeros((len(rows), width), np.int32)
+    mask = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        tokens[i, width - len(r) :] = r
+        mask[i, width - len(r) :] = True
+    return tokens, mask, refs, types
 
 
 def score(generated: list[list[int]], refs: list[list[int]], types: list) -> dict[str, float]:
-  """Stripped generations + reference ids (+ QA type ids or 'caption') -> metrics."""
-  out = {}
-  exact = np.array([g == r for g, r in zip(generated, refs)], float)
-  out["exact_match"] = float(exact.mean())
-  if all(t == "caption" for t in types):
-    hit = total = 0
-    for g, r in zip(generated, refs):
-      ref = r + [EOS]
-      gen = g + [EOS]
-      hit += sum(1 for a, b in zip(gen, ref) if a == b)
-      total += len(ref)
-    out["token_accuracy"] = hit / max(total, 1)
+    """Stripped generations + reference ids (+ QA type ids or 'caption') -> metrics."""
+    out = {}
+    exact = np.array([g == r for g, r in zip(generated, refs)], float)
+    out["exact_match"] = float(exact.mean())
+    if all(t == "caption" for t in types):
+        hit = total = 0
+        for g, r in zip(generated, refs):
+            ref = r + [EOS]
+            gen = g + [EOS]
+            hit += sum(1 for a, b in zip(gen, ref) if a == b)
+            total += len(ref)
+        out["token_accuracy"] = hit / max(total, 1)
+        return out
+    types = np.array(types)
+    for t in np.unique(types):
+        out[f"exact_match/{QA_TYPES[int(t)]}"] = float(exact[types == t].mean())
     return out
-  types = np.array(types)
-  for t in np.unique(types):
-    out[f"exact_match/{QA_TYPES[int(t)]}"] = float(exact[types == t].mean())
-  return out
 
 
 def evaluate(exp, params, cfg) -> dict[str, float]:
-  """cfg: split, n, task ('qa' | 'caption'), max_new_tokens, num_beams -> {metric: value}."""
-  config = exp.config
-  task = cfg.get("task", config.task)
-  samples = world_samples(exp.world, cfg.split, int(cfg.n), ("image", "qa" if task == "qa" else "captions"))
-  tokens, mask, refs, types = build_prompts(exp.method, exp.tokenizer, config, samples, task)
-  images = np.stack([s["image"] for s in samples])
-  key = ("generate", int(cfg.max_new_tokens), int(cfg.get("num_beams", 1)))
-  # NOTE: one jitted generator per (model, decode settings), kept on the experiment so periodic
-  # evals reuse the compiled executable.
-  cache = exp.__dict__.setdefault("_generators", {})
-  if key not in cache:
-    cache[key] = exp.method.make_generate(exp.model, config, max_new_tokens=key[1], num_beams=key[2])
-  generate = cache[key]
-  bs = int(cfg.get("batch_size", config.eval_batch_size))
-  generated = []
-  for start in range(0, len(samples), bs):
-    sl = slice(start, start + bs)
-    t, m, im = tokens[sl], mask[sl], images[sl]
-    pad = bs - len(t)
-    if pad:
-      t, m, im = (np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in (t, m, im))
-    out = np.asarray(generate(params, im, t, m))[: bs - pad]
-    generated.extend(strip_generation(row) for row in out)
-  metrics = score(generated, refs, types)
-  if task == "qa":
-    for t in np.unique(types):
-      name = QA_TYPES[int(t)]
-      if name == "color":
-        metrics["chance/color"] = 1.0 / len(exp.world.class_names("color", "en"))
-  return metrics
+    """cfg: split, n, task ('qa' | 'caption'), max_new_tokens, num_beams -> {metric: value}."""
+    config = exp.config
+    task = cfg.get("task", config.task)
+    samples = world_samples(exp.world, cfg.split, int(cfg.n), ("image", "qa" if task == "qa" else "captions"))
+    tokens, mask, refs, types = build_prompts(exp.method, exp.tokenizer, config, samples, task)
+    images = np.stack([s["image"] for s in samples])
+    key = ("generate", int(cfg.max_new_tokens), int(cfg.get("num_beams", 1)))
+    # NOTE: one jitted generator per (model, decode settings), kept on the experiment so periodic
+    # evals reuse the compiled executable.
+    cache = exp.__dict__.setdefault("_generators", {})
+    if key not in cache:
+        cache[key] = exp.method.make_generate(exp.model, config, max_new_tokens=key[1], num_beams=key[2])
+    generate = cache[key]
+    bs = int(cfg.get("batch_size", config.eval_batch_size))
+    generated = []
+    for start in range(0, len(samples), bs):
+        sl = slice(start, start + bs)
+        t, m, im = tokens[sl], mask[sl], images[sl]
+        pad = bs - len(t)
+        if pad:
+            t, m, im = (np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in (t, m, im))
+        out = np.asarray(generate(params, im, t, m))[: bs - pad]
+        generated.extend(strip_generation(row) for row in out)
+    metrics = score(generated, refs, types)
+    if task == "qa":
+        for t in np.unique(types):
+            name = QA_TYPES[int(t)]
+            if name == "color":
+                metrics["chance/color"] = 1.0 / len(exp.world.class_names("color", "en"))
+    return metrics

@@ -231,6 +231,11 @@ def point_row(workdir: Path) -> dict[str, Any]:
     if _finished(workdir):
         res = json.loads((workdir / RESULTS_FILE).read_text())
         row["status"] = "finished"
+        if math.isnan(row["train_flops_per_example"]) and "flops_per_step_per_device" in res:
+            # NOTE: no analytic count for this model family: fall back to XLA's count of the step.
+            row["train_flops_per_example"] = (res["flops_per_step_per_device"] * res.get("num_devices", 1.0)
+                                              / float(cfg.train.batch_size))
+            row["flops_source"] = "compiled"
         row["samples_seen"] = res.get("examples_seen", math.nan)
         row["params"] = res.get("params", math.nan)
         row["compute"] = row["train_flops_per_example"] * row["samples_seen"]

@@ -7,6 +7,7 @@ Pallas kernel (best partner, best score and the rank of every A token by countin
 argsort reference; the gather/scatter merge is plain JAX. Indices carry no gradient; values do.
 Ties: the first B index wins a row's max; equal scores rank the lower A index first.
 """
+
 import functools
 from typing import NamedTuple
 
@@ -23,208 +24,211 @@ MODES = ("weighted", "mean")
 
 
 class MergePlan(NamedTuple):
-  """Indices of one merge step: unm_idx [B, Na-r], src_idx [B, r] (into A), dst_idx [B, r] (into B)."""
-  unm_idx: jax.Array
-  src_idx: jax.Array
-  dst_idx: jax.Array
+    """Indices of one merge step: unm_idx [B, Na-r], src_idx [B, r] (into A), dst_idx [B, r] (into B)."""
+
+    unm_idx: jax.Array
+    src_idx: jax.Array
+    dst_idx: jax.Array
 
 
 def max_merge(n_tokens, protect_cls=True):
-  """Token count -> the most tokens one step may merge (the CLS, if protected, never is)."""
-  return (n_tokens - 1) // 2 if protect_cls else n_tokens // 2
+    """Token count -> the most tokens one step may merge (the CLS, if protected, never is)."""
+    return (n_tokens - 1) // 2 if protect_cls else n_tokens // 2
 
 
 def metric_from_keys(keys):
-  """[B, N, H, Dh] attention keys -> [B, N, Dh] matching metric (mean over heads)."""
-  return jnp.mean(keys, axis=2)
+    """[B, N, H, Dh] attention keys -> [B, N, Dh] matching metric (mean over heads)."""
+    return jnp.mean(keys, axis=2)
 
 
 def _normalize(x):
-  """[..., C] -> rows scaled to unit L2 norm in float32 (zero rows stay zero)."""
-  x = x.astype(jnp.float32)
-  return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+    """[..., C] -> rows scaled to unit L2 norm in float32 (zero rows stay zero)."""
+    x = x.astype(jnp.float32)
+    return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
 
 
 # ----------------------------------------------------------------------------- matching: reference
 
 
 def match_reference(metric, protect_cls=True):
-  """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via argsort."""
-  m = _normalize(metric)
-  scores = jnp.einsum("bic,bjc->bij", m[:, ::2], m[:, 1::2])
-  if protect_cls:
-    scores = scores.at[:, 0, :].set(PROTECT_VALUE)
-  best_score = jnp.max(scores, axis=-1)
-  best_idx = jnp.argmax(scores, axis=-1).astype(jnp.int32)
-  order = jnp.argsort(-best_score, axis=-1, stable=True)
-  na = best_score.shape[1]
-  rank = jnp.zeros_like(order).at[jnp.arange(order.shape[0])[:, None], order].set(jnp.arange(na))
-  return best_idx, best_score, rank.astype(jnp.int32)
+    """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via argsort."""
+    m = _normalize(metric)
+    scores = jnp.einsum("bic,bjc->bij", m[:, ::2], m[:, 1::2])
+    if protect_cls:
+        scores = scores.at[:, 0, :].set(PROTECT_VALUE)
+    best_score = jnp.max(scores, axis=-1)
+    best_idx = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+    order = jnp.argsort(-best_score, axis=-1, stable=True)
+    na = best_score.shape[1]
+    rank = jnp.zeros_like(order).at[jnp.arange(order.shape[0])[:, None], order].set(jnp.arange(na))
+    return best_idx, best_score, rank.astype(jnp.int32)
 
 
 # ----------------------------------------------------------------------------- matching: Pallas
 
 
 def _match_kernel(a_ref, b_ref, idx_ref, score_ref, rank_ref, *, na, nb, protect_cls):
-  """One sample: cosine scores [Na, Nb], row max / first argmax, and ranks by pairwise counting."""
-  a = _normalize(a_ref[0])
-  b = _normalize(b_ref[0])
-  s = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
-  row = lax.broadcasted_iota(jnp.int32, s.shape, 0)
-  col = lax.broadcasted_iota(jnp.int32, s.shape, 1)
-  # NOTE: padded A rows get the protect value too; they sit after every real row, so ties never lift them.
-  dead = (col >= nb) | (row >= na)
-  if protect_cls:
-    dead = dead | (row == 0)
-  s = jnp.where(dead, PROTECT_VALUE, s)
-  best = jnp.max(s, axis=1)
-  idx = jnp.min(jnp.where(s == best[:, None], col, s.shape[1]), axis=1)
-  # NOTE: rank_i = #{j : s_j > s_i or (s_j == s_i and j < i)}, an O(Na^2) count instead of a sort.
-  mine, other = best[:, None], best[None, :]
-  ai = lax.broadcasted_iota(jnp.int32, (best.shape[0], best.shape[0]), 0)
-  aj = lax.broadcasted_iota(jnp.int32, (best.shape[0], best.shape[0]), 1)
-  before = (other > mine) | ((other == mine) & (aj < ai))
-  idx_ref[0] = idx
-  score_ref[0] = best
-  rank_ref[0] = jnp.sum(before.astype(jnp.int32), axis=1)
+    """One sample: cosine scores [Na, Nb], row max / first argmax, and ranks by pairwise counting."""
+    a = _normalize(a_ref[0])
+    b = _normalize(b_ref[0])
+    s = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    row = lax.broadcasted_iota(jnp.int32, s.shape, 0)
+    col = lax.broadcasted_iota(jnp.int32, s.shape, 1)
+    # NOTE: padded A rows get the protect value too; they sit after every real row, so ties never lift them.
+    dead = (col >= nb) | (row >= na)
+    if protect_cls:
+        dead = dead | (row == 0)
+    s = jnp.where(dead, PROTECT_VALUE, s)
+    best = jnp.max(s, axis=1)
+    idx = jnp.min(jnp.where(s == best[:, None], col, s.shape[1]), axis=1)
+    # NOTE: rank_i = #{j : s_j > s_i or (s_j == s_i and j < i)}, an O(Na^2) count instead of a sort.
+    mine, other = best[:, None], best[None, :]
+    ai = lax.broadcasted_iota(jnp.int32, (best.shape[0], best.shape[0]), 0)
+    aj = lax.broadcasted_iota(jnp.int32, (best.shape[0], best.shape[0]), 1)
+    before = (other > mine) | ((other == mine) & (aj < ai))
+    idx_ref[0] = idx
+    score_ref[0] = best
+    rank_ref[0] = jnp.sum(before.astype(jnp.int32), axis=1)
 
 
 def _padded_size(n, backend):
-  """Length -> padded length: powers of two >= 16 for Triton, multiples of 8 elsewhere."""
-  if backend == "gpu":
-    return max(16, pl.next_power_of_2(n))
-  return -(-n // 8) * 8
+    """Length -> padded length: powers of two >= 16 for Triton, multiples of 8 elsewhere."""
+    if backend == "gpu":
+        return max(16, pl.next_power_of_2(n))
+    return -(-n // 8) * 8
 
 
 def match_pallas(metric, protect_cls=True, interpret=None):
-  """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via the kernel."""
-  backend = jax.default_backend()
-  if interpret is None:
-    interpret = backend not in ("gpu", "tpu")
-  a, b = metric[:, ::2], metric[:, 1::2]
-  (bsz, na, c), nb = a.shape, b.shape[1]
-  pna, pnb, pc = (_padded_size(n, backend) for n in (na, nb, c))
-  a = jnp.pad(a, ((0, 0), (0, pna - na), (0, pc - c)))
-  b = jnp.pad(b, ((0, 0), (0, pnb - nb), (0, pc - c)))
-  kernel = functools.partial(_match_kernel, na=na, nb=nb, protect_cls=protect_cls)
-  row_spec = pl.BlockSpec((1, pna), lambda i: (i, 0))
-  idx, score, rank = pl.pallas_call(
-      kernel,
-      grid=(bsz,),
-      in_specs=[pl.BlockSpec((1, pna, pc), lambda i: (i, 0, 0)), pl.BlockSpec((1, pnb, pc), lambda i: (i, 0, 0))],
-      out_specs=[row_spec] * 3,
-      # NOTE: the manual-axis type lets the call sit inside a vma-checked shard_map (data parallel).
-      out_shape=[jax.ShapeDtypeStruct((bsz, pna), dt, manual_axis_type=jax.typeof(a).mat)
-                 for dt in (jnp.int32, jnp.float32, jnp.int32)],
-      interpret=bool(interpret),
-  )(a, b)
-  return idx[:, :na], score[:, :na], rank[:, :na]
+    """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via the kernel."""
+    backend = jax.default_backend()
+    if interpret is None:
+        interpret = backend not in ("gpu", "tpu")
+    a, b = metric[:, ::2], metric[:, 1::2]
+    (bsz, na, c), nb = a.shape, b.shape[1]
+    pna, pnb, pc = (_padded_size(n, backend) for n in (na, nb, c))
+    a = jnp.pad(a, ((0, 0), (0, pna - na), (0, pc - c)))
+    b = jnp.pad(b, ((0, 0), (0, pnb - nb), (0, pc - c)))
+    kernel = functools.partial(_match_kernel, na=na, nb=nb, protect_cls=protect_cls)
+    row_spec = pl.BlockSpec((1, pna), lambda i: (i, 0))
+    idx, score, rank = pl.pallas_call(
+        kernel,
+        grid=(bsz,),
+        in_specs=[pl.BlockSpec((1, pna, pc), lambda i: (i, 0, 0)), pl.BlockSpec((1, pnb, pc), lambda i: (i, 0, 0))],
+        out_specs=[row_spec] * 3,
+        # NOTE: the manual-axis type lets the call sit inside a vma-checked shard_map (data parallel).
+        out_shape=[
+            jax.ShapeDtypeStruct((bsz, pna), dt, manual_axis_type=jax.typeof(a).mat)
+            for dt in (jnp.int32, jnp.float32, jnp.int32)
+        ],
+        interpret=bool(interpret),
+    )(a, b)
+    return idx[:, :na], score[:, :na], rank[:, :na]
 
 
 # ----------------------------------------------------------------------------- plan, merge, unmerge
 
 
 def plan_from_ranks(best_idx, rank, r):
-  """[B, Na] best B index x [B, Na] rank x static r -> MergePlan (unmerged A kept in original order)."""
-  bsz, na = rank.shape
-  rows = jnp.arange(bsz)[:, None]
-  a_idx = jnp.broadcast_to(jnp.arange(na, dtype=jnp.int32), (bsz, na))
-  # NOTE: out-of-range targets are dropped, so each scatter writes only its own subset of A tokens.
-  src_idx = jnp.zeros((bsz, r), jnp.int32).at[rows, jnp.where(rank < r, rank, r)].set(a_idx, mode="drop")
-  keep = rank >= r
-  slot = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, na)
-  unm_idx = jnp.zeros((bsz, na - r), jnp.int32).at[rows, slot].set(a_idx, mode="drop")
-  dst_idx = jnp.take_along_axis(best_idx, src_idx, axis=1)
-  return MergePlan(unm_idx, src_idx, dst_idx)
+    """[B, Na] best B index x [B, Na] rank x static r -> MergePlan (unmerged A kept in original order)."""
+    bsz, na = rank.shape
+    rows = jnp.arange(bsz)[:, None]
+    a_idx = jnp.broadcast_to(jnp.arange(na, dtype=jnp.int32), (bsz, na))
+    # NOTE: out-of-range targets are dropped, so each scatter writes only its own subset of A tokens.
+    src_idx = jnp.zeros((bsz, r), jnp.int32).at[rows, jnp.where(rank < r, rank, r)].set(a_idx, mode="drop")
+    keep = rank >= r
+    slot = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, na)
+    unm_idx = jnp.zeros((bsz, na - r), jnp.int32).at[rows, slot].set(a_idx, mode="drop")
+    dst_idx = jnp.take_along_axis(best_idx, src_idx, axis=1)
+    return MergePlan(unm_idx, src_idx, dst_idx)
 
 
 def bipartite_soft_matching(metric, r, protect_cls=True, impl="auto", interpret=None):
-  """[B, N, C] metric x static r -> MergePlan merging min(r, max_merge(N)) A tokens into B."""
-  if metric.ndim != 3:
-    raise ValueError(f"metric must be [B, N, C], got shape {metric.shape}")
-  if impl not in IMPLS:
-    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  if r < 0:
-    raise ValueError(f"r must be >= 0, got {r}")
-  r = min(int(r), max_merge(metric.shape[1], protect_cls))
-  if impl == "auto":
-    impl = "pallas" if jax.default_backend() in ("gpu", "tpu") else "reference"
-  metric = lax.stop_gradient(metric)
-  if impl == "pallas":
-    best_idx, _, rank = match_pallas(metric, protect_cls, interpret)
-    return plan_from_ranks(best_idx, rank, r)
-  best_idx, _, rank = match_reference(metric, protect_cls)
-  order = jnp.argsort(rank, axis=1).astype(jnp.int32)
-  unm_idx = jnp.sort(order[:, r:], axis=1) if protect_cls else order[:, r:]
-  src_idx = order[:, :r]
-  return MergePlan(unm_idx, src_idx, jnp.take_along_axis(best_idx, src_idx, axis=1))
+    """[B, N, C] metric x static r -> MergePlan merging min(r, max_merge(N)) A tokens into B."""
+    if metric.ndim != 3:
+        raise ValueError(f"metric must be [B, N, C], got shape {metric.shape}")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if r < 0:
+        raise ValueError(f"r must be >= 0, got {r}")
+    r = min(int(r), max_merge(metric.shape[1], protect_cls))
+    if impl == "auto":
+        impl = "pallas" if jax.default_backend() in ("gpu", "tpu") else "reference"
+    metric = lax.stop_gradient(metric)
+    if impl == "pallas":
+        best_idx, _, rank = match_pallas(metric, protect_cls, interpret)
+        return plan_from_ranks(best_idx, rank, r)
+    best_idx, _, rank = match_reference(metric, protect_cls)
+    order = jnp.argsort(rank, axis=1).astype(jnp.int32)
+    unm_idx = jnp.sort(order[:, r:], axis=1) if protect_cls else order[:, r:]
+    src_idx = order[:, :r]
+    return MergePlan(unm_idx, src_idx, jnp.take_along_axis(best_idx, src_idx, axis=1))
 
 
 def _gather(x, idx):
-  """[B, N, C] x [B, K] -> [B, K, C]."""
-  return jnp.take_along_axis(x, idx[..., None], axis=1)
+    """[B, N, C] x [B, K] -> [B, K, C]."""
+    return jnp.take_along_axis(x, idx[..., None], axis=1)
 
 
 def _scatter_add(x, idx, updates):
-  """[B, N, C] += [B, K, C] at rows [B, K] (repeated indices accumulate)."""
-  return jax.vmap(lambda x, i, u: x.at[i].add(u))(x, idx, updates)
+    """[B, N, C] += [B, K, C] at rows [B, K] (repeated indices accumulate)."""
+    return jax.vmap(lambda x, i, u: x.at[i].add(u))(x, idx, updates)
 
 
 def merge(x, plan, sizes=None, mode="weighted"):
-  """[B, N, C] tokens, [B, N, 1] sizes -> ([B, N-r, C], [B, N-r, 1]) merged tokens and summed sizes."""
-  if mode not in MODES:
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-  sizes = jnp.ones(x.shape[:2] + (1,), jnp.float32) if sizes is None else sizes.astype(jnp.float32)
-  if plan.src_idx.shape[1] == 0:
-    # NOTE: as in ToMe, r = 0 keeps the original token order instead of regrouping into [A, B].
-    return x, sizes
-  xf = x.astype(jnp.float32)
-  a, b = xf[:, ::2], xf[:, 1::2]
-  sa, sb = sizes[:, ::2], sizes[:, 1::2]
-  # NOTE: 'weighted' is ToMe's size-weighted average; 'mean' is SimVLG's plain average over dst and its srcs.
-  wa, wb = (sa, sb) if mode == "weighted" else (jnp.ones_like(sa), jnp.ones_like(sb))
-  num = _scatter_add(b * wb, plan.dst_idx, _gather(a * wa, plan.src_idx))
-  den = _scatter_add(wb, plan.dst_idx, _gather(wa, plan.src_idx))
-  new_sb = _scatter_add(sb, plan.dst_idx, _gather(sa, plan.src_idx))
-  out = jnp.concatenate([_gather(a, plan.unm_idx), num / den], axis=1)
-  return out.astype(x.dtype), jnp.concatenate([_gather(sa, plan.unm_idx), new_sb], axis=1)
+    """[B, N, C] tokens, [B, N, 1] sizes -> ([B, N-r, C], [B, N-r, 1]) merged tokens and summed sizes."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    sizes = jnp.ones(x.shape[:2] + (1,), jnp.float32) if sizes is None else sizes.astype(jnp.float32)
+    if plan.src_idx.shape[1] == 0:
+        # NOTE: as in ToMe, r = 0 keeps the original token order instead of regrouping into [A, B].
+        return x, sizes
+    xf = x.astype(jnp.float32)
+    a, b = xf[:, ::2], xf[:, 1::2]
+    sa, sb = sizes[:, ::2], sizes[:, 1::2]
+    # NOTE: 'weighted' is ToMe's size-weighted average; 'mean' is SimVLG's plain average over dst and its srcs.
+    wa, wb = (sa, sb) if mode == "weighted" else (jnp.ones_like(sa), jnp.ones_like(sb))
+    num = _scatter_add(b * wb, plan.dst_idx, _gather(a * wa, plan.src_idx))
+    den = _scatter_add(wb, plan.dst_idx, _gather(wa, plan.src_idx))
+    new_sb = _scatter_add(sb, plan.dst_idx, _gather(sa, plan.src_idx))
+    out = jnp.concatenate([_gather(a, plan.unm_idx), num / den], axis=1)
+    return out.astype(x.dtype), jnp.concatenate([_gather(sa, plan.unm_idx), new_sb], axis=1)
 
 
 def unmerge(x, plan):
-  """[B, N-r, C] merged tokens -> [B, N, C]: every source token takes its destination's value."""
-  n_unm, r = plan.unm_idx.shape[1], plan.src_idx.shape[1]
-  if r == 0:
-    return x
-  unm, dst = x[:, :n_unm], x[:, n_unm:]
-  n = n_unm + r + dst.shape[1]
-  out = jnp.zeros((x.shape[0], n, x.shape[2]), x.dtype)
-  out = out.at[:, 1::2].set(dst)
-  rows = jnp.arange(x.shape[0])[:, None]
-  out = out.at[rows, 2 * plan.unm_idx].set(unm)
-  return out.at[rows, 2 * plan.src_idx].set(_gather(dst, plan.dst_idx))
+    """[B, N-r, C] merged tokens -> [B, N, C]: every source token takes its destination's value."""
+    n_unm, r = plan.unm_idx.shape[1], plan.src_idx.shape[1]
+    if r == 0:
+        return x
+    unm, dst = x[:, :n_unm], x[:, n_unm:]
+    n = n_unm + r + dst.shape[1]
+    out = jnp.zeros((x.shape[0], n, x.shape[2]), x.dtype)
+    out = out.at[:, 1::2].set(dst)
+    rows = jnp.arange(x.shape[0])[:, None]
+    out = out.at[rows, 2 * plan.unm_idx].set(unm)
+    return out.at[rows, 2 * plan.src_idx].set(_gather(dst, plan.dst_idx))
 
 
 def size_bias(sizes):
-  """[B, N, 1] token sizes -> [B, 1, 1, N] additive attention bias log(size) (proportional attention)."""
-  return jnp.log(sizes[..., 0])[:, None, None, :]
+    """[B, N, 1] token sizes -> [B, 1, 1, N] additive attention bias log(size) (proportional attention)."""
+    return jnp.log(sizes[..., 0])[:, None, None, :]
 
 
 def r_schedule(kind, r, depth, n_tokens, protect_cls=True):
-  """Schedule name, r, layers, tokens -> list[int] per-layer merges, capped so tokens never run out."""
-  if kind not in SCHEDULES:
-    raise ValueError(f"kind must be one of {SCHEDULES}, got {kind!r}")
-  if r < 0 or depth < 1 or n_tokens < 1:
-    raise ValueError(f"need r >= 0, depth >= 1, n_tokens >= 1; got r={r}, depth={depth}, n_tokens={n_tokens}")
-  if kind == "constant" or depth == 1:
-    wanted = [r] * depth
-  else:
-    # NOTE: a linear ramp between 2r and 0 keeps the total near r * depth, as the constant schedule.
-    wanted = [round(2 * r * (depth - 1 - l) / (depth - 1)) for l in range(depth)]
-    if kind == "increasing":
-      wanted = wanted[::-1]
-  out, n = [], n_tokens
-  for want in wanted:
-    step = min(want, max_merge(n, protect_cls))
-    out.append(step)
-    n -= step
-  return out
+    """Schedule name, r, layers, tokens -> list[int] per-layer merges, capped so tokens never run out."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"kind must be one of {SCHEDULES}, got {kind!r}")
+    if r < 0 or depth < 1 or n_tokens < 1:
+        raise ValueError(f"need r >= 0, depth >= 1, n_tokens >= 1; got r={r}, depth={depth}, n_tokens={n_tokens}")
+    if kind == "constant" or depth == 1:
+        wanted = [r] * depth
+    else:
+        # NOTE: a linear ramp between 2r and 0 keeps the total near r * depth, as the constant schedule.
+        wanted = [round(2 * r * (depth - 1 - l) / (depth - 1)) for l in range(depth)]
+        if kind == "increasing":
+            wanted = wanted[::-1]
+    out, n = [], n_tokens
+    for want in wanted:
+        step = min(want, max_merge(n, protect_cls))
+        out.append(step)
+        n -= step
+    return out

@@ -10,6 +10,7 @@ out), token_keep_ratio (< 1: each device keeps, per sample, the tokens with the 
 to its local partners before the all-gather, as in the paper), impl (late-interaction kernel path).
 On a mesh whose batch axes hold > 1 shard the loss is `filip_loss`'s shard_map version.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,90 +36,94 @@ preprocess_images = clip.preprocess_images
 
 
 def _options(config) -> dict:
-  """config.model.filip -> validated dict(drop_special_tokens, token_keep_ratio, impl)."""
-  f = dict(config.model.get("filip", {}))
-  unknown = sorted(set(f) - {"drop_special_tokens", "token_keep_ratio", "impl"})
-  if unknown:
-    raise ValueError(f"config.model.filip: unknown keys {unknown}")
-  ratio = float(f.get("token_keep_ratio", 1.0))
-  if not 0.0 < ratio <= 1.0:
-    raise ValueError(f"config.model.filip.token_keep_ratio must be in (0, 1], got {ratio}")
-  return dict(drop_special_tokens=bool(f.get("drop_special_tokens", False)), token_keep_ratio=ratio,
-              impl=str(f.get("impl", "auto")))
+    """config.model.filip -> validated dict(drop_special_tokens, token_keep_ratio, impl)."""
+    f = dict(config.model.get("filip", {}))
+    unknown = sorted(set(f) - {"drop_special_tokens", "token_keep_ratio", "impl"})
+    if unknown:
+        raise ValueError(f"config.model.filip: unknown keys {unknown}")
+    ratio = float(f.get("token_keep_ratio", 1.0))
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"config.model.filip.token_keep_ratio must be in (0, 1], got {ratio}")
+    return dict(
+        drop_special_tokens=bool(f.get("drop_special_tokens", False)),
+        token_keep_ratio=ratio,
+        impl=str(f.get("impl", "auto")),
+    )
 
 
 def text_mask(tokens: jax.Array, drop_special_tokens: bool) -> jax.Array:
-  """int [B, L] -> bool [B, L] tokens taking part in late interaction (never padding)."""
-  mask = tokens != PAD
-  if drop_special_tokens:
-    mask = mask & (tokens != BOS) & (tokens != EOS)
-  return mask
+    """int [B, L] -> bool [B, L] tokens taking part in late interaction (never padding)."""
+    mask = tokens != PAD
+    if drop_special_tokens:
+        mask = mask & (tokens != BOS) & (tokens != EOS)
+    return mask
 
 
 def token_terms(model: TwoTower, params, images, tokens, drop_special_tokens: bool, train: bool = True):
-  """-> (img_tok [B, n1, d], img_mask [B, n1], txt_tok [B, n2, d], txt_mask [B, n2], logit_scale)."""
-  out = model.apply({"params": params}, preprocess_images(images), tokens, train=train, return_tokens=True)
-  v, t = out["img_tokens"], out["txt_tokens"]
-  return v, jnp.ones(v.shape[:2], bool), t, text_mask(tokens, drop_special_tokens), out["logit_scale"]
+    """-> (img_tok [B, n1, d], img_mask [B, n1], txt_tok [B, n2, d], txt_mask [B, n2], logit_scale)."""
+    out = model.apply({"params": params}, preprocess_images(images), tokens, train=train, return_tokens=True)
+    v, t = out["img_tokens"], out["txt_tokens"]
+    return v, jnp.ones(v.shape[:2], bool), t, text_mask(tokens, drop_special_tokens), out["logit_scale"]
 
 
 def keep_top_tokens(v, mv, t, mt, ratio: float):
-  """[b, n1, d], [b, n1], [b, n2, d], [b, n2] -> the same with ceil(ratio * n) tokens per sample kept.
+    """[b, n1, d], [b, n1], [b, n2, d], [b, n2] -> the same with ceil(ratio * n) tokens per sample kept.
 
-  A token's rank is its best similarity to any valid token of any local partner (FILIP's selection
-  before the all-gather). Masked tokens rank last and stay masked.
-  """
-  def select(x, mx, other, m_other):
-    b, n, d = x.shape
-    keep = max(1, math.ceil(ratio * n))
-    # NOTE: [b, n, b * n_other] scores of the local batch only; the selection has no gradient.
-    s = jnp.einsum("ind,md->inm", x, other.reshape(-1, d), preferred_element_type=jnp.float32)
-    s = jnp.where(m_other.reshape(1, 1, -1), s, MASK_VALUE)
-    best = jnp.where(mx, jnp.max(s, axis=-1), 2 * MASK_VALUE)
-    _, idx = jax.lax.top_k(jax.lax.stop_gradient(best), keep)
-    return jnp.take_along_axis(x, idx[..., None], axis=1), jnp.take_along_axis(mx, idx, axis=1)
+    A token's rank is its best similarity to any valid token of any local partner (FILIP's selection
+    before the all-gather). Masked tokens rank last and stay masked.
+    """
 
-  v2, mv2 = select(v, mv, t, mt)
-  t2, mt2 = select(t, mt, v, mv)
-  return v2, mv2, t2, mt2
+    def select(x, mx, other, m_other):
+        b, n, d = x.shape
+        keep = max(1, math.ceil(ratio * n))
+        # NOTE: [b, n, b * n_other] scores of the local batch only; the selection has no gradient.
+        s = jnp.einsum("ind,md->inm", x, other.reshape(-1, d), preferred_element_type=jnp.float32)
+        s = jnp.where(m_other.reshape(1, 1, -1), s, MASK_VALUE)
+        best = jnp.where(mx, jnp.max(s, axis=-1), 2 * MASK_VALUE)
+        _, idx = jax.lax.top_k(jax.lax.stop_gradient(best), keep)
+        return jnp.take_along_axis(x, idx[..., None], axis=1), jnp.take_along_axis(mx, idx, axis=1)
+
+    v2, mv2 = select(v, mv, t, mt)
+    t2, mt2 = select(t, mt, v, mv)
+    return v2, mv2, t2, mt2
 
 
 def _batch_sharded(mesh) -> bool:
-  """Mesh | None -> whether the batch axes hold more than one shard."""
-  return mesh is not None and math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.axis_names) > 1
+    """Mesh | None -> whether the batch axes hold more than one shard."""
+    return mesh is not None and math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.axis_names) > 1
 
 
 def make_loss(model: TwoTower, config, mesh):
-  """-> loss_fn(params, batch, rng) -> (loss, metrics) with the symmetric late-interaction InfoNCE."""
-  opts = _options(config)
-  sharded = _batch_sharded(mesh)
+    """-> loss_fn(params, batch, rng) -> (loss, metrics) with the symmetric late-interaction InfoNCE."""
+    opts = _options(config)
+    sharded = _batch_sharded(mesh)
 
-  def prune(v, mv, t, mt):
-    if opts["token_keep_ratio"] >= 1.0:
-      return v, mv, t, mt
-    fn = lambda *a: keep_top_tokens(*a, opts["token_keep_ratio"])
-    if not sharded:
-      return fn(v, mv, t, mt)
-    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
-    spec = P(axes)
-    return jax.shard_map(fn, mesh=mesh, in_specs=(spec,) * 4, out_specs=(spec,) * 4)(v, mv, t, mt)
+    def prune(v, mv, t, mt):
+        if opts["token_keep_ratio"] >= 1.0:
+            return v, mv, t, mt
+        fn = lambda *a: keep_top_tokens(*a, opts["token_keep_ratio"])
+        if not sharded:
+            return fn(v, mv, t, mt)
+        axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+        spec = P(axes)
+        return jax.shard_map(fn, mesh=mesh, in_specs=(spec,) * 4, out_specs=(spec,) * 4)(v, mv, t, mt)
 
-  def loss_fn(params, batch, rng):
-    del rng
-    v, mv, t, mt, scale = token_terms(model, params, batch["image"], batch["text"], opts["drop_special_tokens"])
-    v, mv, t, mt = prune(v, mv, t, mt)
-    loss = filip_loss(v, t, mv, mt, scale, mesh=mesh if sharded else None, axes=BATCH_AXES, impl=opts["impl"])
-    return loss, dict(loss=loss, logit_scale=scale, text_tokens=jnp.mean(jnp.sum(mt, axis=1)))
-  return loss_fn
+    def loss_fn(params, batch, rng):
+        del rng
+        v, mv, t, mt, scale = token_terms(model, params, batch["image"], batch["text"], opts["drop_special_tokens"])
+        v, mv, t, mt = prune(v, mv, t, mt)
+        loss = filip_loss(v, t, mv, mt, scale, mesh=mesh if sharded else None, axes=BATCH_AXES, impl=opts["impl"])
+        return loss, dict(loss=loss, logit_scale=scale, text_tokens=jnp.mean(jnp.sum(mt, axis=1)))
+
+    return loss_fn
 
 
 def score_pairs(model: TwoTower, config, params, images, tokens, direction: str = "i2t") -> jax.Array:
-  """uint8 [Ni, H, W, 3] x int [Nt, L] -> [Ni, Nt] late-interaction scores (s^I for 'i2t', s^T for 't2i')."""
-  if direction not in ("i2t", "t2i"):
-    raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
-  opts = _options(config)
-  _, v = model.apply({"params": params}, preprocess_images(images), return_tokens=True,
-                     method=TwoTower.encode_image)
-  _, t = model.apply({"params": params}, tokens, return_tokens=True, method=TwoTower.encode_text)
-  i2t, t2i = late_interaction(v, t, None, text_mask(tokens, opts["drop_special_tokens"]), impl=opts["impl"])
-  return i2t if direction == "i2t" else t2i
+    """uint8 [Ni, H, W, 3] x int [Nt, L] -> [Ni, Nt] late-interaction scores (s^I for 'i2t', s^T for 't2i')."""
+    if direction not in ("i2t", "t2i"):
+        raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
+    opts = _options(config)
+    _, v = model.apply({"params": params}, preprocess_images(images), return_tokens=True, method=TwoTower.encode_image)
+    _, t = model.apply({"params": params}, tokens, return_tokens=True, method=TwoTower.encode_text)
+    i2t, t2i = late_interaction(v, t, None, text_mask(tokens, opts["drop_special_tokens"]), impl=opts["impl"])
+    return i2t if direction == "i2t" else t2i

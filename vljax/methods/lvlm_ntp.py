@@ -6,6 +6,7 @@
 Stages are config presets that freeze by path regex (config.optim.freeze): `align` trains the
 projector only (vision encoder and LM frozen), `full` trains everything.
 """
+
 from __future__ import annotations
 
 import jax
@@ -23,112 +24,125 @@ CAPTION_PROMPT = "describe the image ."
 
 
 def _dtype(name: str):
-  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
 def build(config, vocab_size: int) -> LVLM:
-  """config.model -> LVLM (ViT + projector, or encoder-free patches) over a causal LM."""
-  m = config.model
-  vision = None if m.get("vision") is None else dict(m.vision, remat=m.remat)
-  return LVLM(lm=dict(m.lm, vocab_size=vocab_size), vision=vision, image_size=int(config.data.world.resolution),
-              projector=m.projector, projector_pool=int(m.projector_pool), patch_size=int(m.patch_size),
-              image_token_id=int(m.image_token_id), dtype=_dtype(m.dtype))
+    """config.model -> LVLM (ViT + projector, or encoder-free patches) over a causal LM."""
+    m = config.model
+    vision = None if m.get("vision") is None else dict(m.vision, remat=m.remat)
+    return LVLM(
+        lm=dict(m.lm, vocab_size=vocab_size),
+        vision=vision,
+        image_size=int(config.data.world.resolution),
+        projector=m.projector,
+        projector_pool=int(m.projector_pool),
+        patch_size=int(m.patch_size),
+        image_token_id=int(m.image_token_id),
+        dtype=_dtype(m.dtype),
+    )
 
 
 def init_params(model: LVLM, config, rng: jax.Array):
-  """-> boxed params (logical axis names attached) from dummy inputs."""
-  res = int(config.data.world.resolution)
-  images = jnp.zeros((1, res, res, 3), jnp.float32)
-  tokens = jnp.zeros((1, int(config.data.max_len)), jnp.int32)
-  return model.init(rng, images, tokens)["params"]
+    """-> boxed params (logical axis names attached) from dummy inputs."""
+    res = int(config.data.world.resolution)
+    images = jnp.zeros((1, res, res, 3), jnp.float32)
+    tokens = jnp.zeros((1, int(config.data.max_len)), jnp.int32)
+    return model.init(rng, images, tokens)["params"]
 
 
 def data_spec(config) -> dict:
-  """World fields the example builder reads (tokenization happens in make_example)."""
-  text = ("qa",) if config.task == "qa" else ("captions",)
-  return dict(fields=("image",) + text, text_fields={}, keep=("image",))
+    """World fields the example builder reads (tokenization happens in make_example)."""
+    text = ("qa",) if config.task == "qa" else ("captions",)
+    return dict(fields=("image",) + text, text_fields={}, keep=("image",))
 
 
 def _ids(tokenizer, text: str) -> list[int]:
-  return list(tokenizer.encode(text))
+    return list(tokenizer.encode(text))
 
 
 def prompt_ids(tokenizer, prompt: str, n_image: int, image_token_id: int) -> list[int]:
-  """Prompt text -> ids [bos, <image> x n_image, <user>, prompt..., <assistant>]."""
-  user, assistant = _ids(tokenizer, "<user>"), _ids(tokenizer, "<assistant>")
-  return [BOS] + [image_token_id] * n_image + user + _ids(tokenizer, prompt) + assistant
+    """Prompt text -> ids [bos, <image> x n_image, <user>, prompt..., <assistant>]."""
+    user, assistant = _ids(tokenizer, "<user>"), _ids(tokenizer, "<assistant>")
+    return [BOS] + [image_token_id] * n_image + user + _ids(tokenizer, prompt) + assistant
 
 
 def conversation(prompt: list[int], answer: list[int], max_len: int) -> dict[str, np.ndarray]:
-  """Prompt ids + answer ids -> tokens int32 [max_len], label_mask bool [max_len] (answer + eos supervised)."""
-  ids = list(prompt) + list(answer) + [EOS]
-  if len(ids) > max_len:
-    raise ValueError(f"config.data.max_len={max_len} is too short for a {len(ids)}-token conversation")
-  tokens = np.full((max_len,), PAD, np.int32)
-  tokens[:len(ids)] = ids
-  label = np.zeros((max_len,), bool)
-  label[len(prompt):len(ids)] = True
-  if not answer:
-    # NOTE: only eos would be supervised; an empty answer is a data bug, not a training signal.
-    label[:] = False
-  lm_loss.check_label_mask(label[None])
-  return dict(tokens=tokens, label_mask=label)
+    """Prompt ids + answer ids -> tokens int32 [max_len], label_mask bool [max_len] (answer + eos supervised)."""
+    ids = list(prompt) + list(answer) + [EOS]
+    if len(ids) > max_len:
+        raise ValueError(f"config.data.max_len={max_len} is too short for a {len(ids)}-token conversation")
+    tokens = np.full((max_len,), PAD, np.int32)
+    tokens[: len(ids)] = ids
+    label = np.zeros((max_len,), bool)
+    label[len(prompt) : len(ids)] = True
+    if not answer:
+        # NOTE: only eos would be supervised; an empty answer is a data bug, not a training signal.
+        label[:] = False
+    lm_loss.check_label_mask(label[None])
+    return dict(tokens=tokens, label_mask=label)
 
 
 def select_text(sample: dict, task: str) -> tuple[str, str, int | str]:
-  """World sample -> (prompt, answer, QA type id or 'caption'); one QA item chosen by the scene index."""
-  if task not in TASKS:
-    raise ValueError(f"config.task={task!r} is not one of {TASKS}")
-  if task == "caption":
-    return CAPTION_PROMPT, str(sample["captions/short"]), "caption"
-  questions, answers = sample["qa/question"], sample["qa/answer"]
-  i = int(sample["meta/index"]) % len(questions)
-  return str(questions[i]), str(answers[i]), int(np.asarray(sample["qa/type"])[i])
+    """World sample -> (prompt, answer, QA type id or 'caption'); one QA item chosen by the scene index."""
+    if task not in TASKS:
+        raise ValueError(f"config.task={task!r} is not one of {TASKS}")
+    if task == "caption":
+        return CAPTION_PROMPT, str(sample["captions/short"]), "caption"
+    questions, answers = sample["qa/question"], sample["qa/answer"]
+    i = int(sample["meta/index"]) % len(questions)
+    return str(questions[i]), str(answers[i]), int(np.asarray(sample["qa/type"])[i])
 
 
 def make_example(sample: dict, tokenizer, config) -> dict[str, np.ndarray]:
-  """World sample -> dict(image uint8 [H, W, 3], tokens int32 [T], label_mask bool [T])."""
-  model = build_static(config)
-  prompt, answer, _ = select_text(sample, config.task)
-  ids = prompt_ids(tokenizer, prompt, model.num_image_tokens(), model.image_token_id)
-  return dict(image=np.asarray(sample["image"]), **conversation(ids, _ids(tokenizer, answer), int(config.data.max_len)))
+    """World sample -> dict(image uint8 [H, W, 3], tokens int32 [T], label_mask bool [T])."""
+    model = build_static(config)
+    prompt, answer, _ = select_text(sample, config.task)
+    ids = prompt_ids(tokenizer, prompt, model.num_image_tokens(), model.image_token_id)
+    return dict(
+        image=np.asarray(sample["image"]), **conversation(ids, _ids(tokenizer, answer), int(config.data.max_len))
+    )
 
 
 def build_static(config) -> LVLM:
-  """An unbound LVLM for shape questions (number of image tokens) without a vocabulary."""
-  return build(config, vocab_size=1)
+    """An unbound LVLM for shape questions (number of image tokens) without a vocabulary."""
+    return build(config, vocab_size=1)
 
 
 def make_loss(model: LVLM, config, mesh):
-  """-> loss_fn(params, batch, rng) -> (loss, metrics): NTP on the answer tokens."""
-  del mesh  # NOTE: the token mean is a global reduction; jit partitions it over any batch sharding.
-  normalize = config.get("loss_normalize", "token")
+    """-> loss_fn(params, batch, rng) -> (loss, metrics): NTP on the answer tokens."""
+    del mesh  # NOTE: the token mean is a global reduction; jit partitions it over any batch sharding.
+    normalize = config.get("loss_normalize", "token")
 
-  def loss_fn(params, batch, rng):
-    tokens = batch["tokens"]
-    logits = model.apply({"params": params}, batch["image"], tokens, train=True, rngs={"dropout": rng})
-    targets, mask = lm_loss.shift_targets(tokens, batch["label_mask"])
-    return lm_loss.next_token_loss(logits, targets, mask, normalize=normalize)
-  return loss_fn
+    def loss_fn(params, batch, rng):
+        tokens = batch["tokens"]
+        logits = model.apply({"params": params}, batch["image"], tokens, train=True, rngs={"dropout": rng})
+        targets, mask = lm_loss.shift_targets(tokens, batch["label_mask"])
+        return lm_loss.next_token_loss(logits, targets, mask, normalize=normalize)
+
+    return loss_fn
 
 
 def make_generate(model: LVLM, config, *, max_new_tokens: int, num_beams: int = 1):
-  """-> jitted generate(params, images [B, H, W, 3], prompts int [B, P] left-padded, bool mask) -> [B, N].
+    """-> jitted generate(params, images [B, H, W, 3], prompts int [B, P] left-padded, bool mask) -> [B, N].
 
-  Build it once per (model, settings) and reuse it: it compiles once per input shape.
-  """
-  del config  # NOTE: decode settings come from the evaluator config, passed as arguments.
-  def step_fn(params, cache, tokens, positions, mask):
-    return model.apply({"params": params}, cache, tokens, positions, mask, method=LVLM.decode_step)
+    Build it once per (model, settings) and reuse it: it compiles once per input shape.
+    """
+    del config  # NOTE: decode settings come from the evaluator config, passed as arguments.
 
-  @jax.jit
-  def generate(params, images, prompts, mask):
-    b, p = prompts.shape
-    cache = model.apply({"params": params}, b, p + max_new_tokens, method=LVLM.init_cache)
-    logits, cache, positions = model.apply({"params": params}, images, prompts, mask, cache, method=LVLM.prefill)
-    state = decoding.Prefilled(cache, logits, positions)
-    if num_beams == 1:
-      return decoding.greedy(step_fn, params, state, max_new_tokens=max_new_tokens, eos_id=EOS, pad_id=PAD)
-    return decoding.beam_search(step_fn, params, state, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                                eos_id=EOS, pad_id=PAD)[0]
-  return generate
+    def step_fn(params, cache, tokens, positions, mask):
+        return model.apply({"params": params}, cache, tokens, positions, mask, method=LVLM.decode_step)
+
+    @jax.jit
+    def generate(params, images, prompts, mask):
+        b, p = prompts.shape
+        cache = model.apply({"params": params}, b, p + max_new_tokens, method=LVLM.init_cache)
+        logits, cache, positions = model.apply({"params": params}, images, prompts, mask, cache, method=LVLM.prefill)
+        state = decoding.Prefilled(cache, logits, positions)
+        if num_beams == 1:
+            return decoding.greedy(step_fn, params, state, max_new_tokens=max_new_tokens, eos_id=EOS, pad_id=PAD)
+        return decoding.beam_search(
+            step_fn, params, state, max_new_tokens=max_new_tokens, num_beams=num_beams, eos_id=EOS, pad_id=PAD
+        )[0]
+
+    return generate

@@ -1,4 +1,5 @@
 """Vision Transformer: [B, H, W, 3] images -> [B, D] pooled features (+ [B, N, D] patch tokens)."""
+
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -30,124 +31,157 @@ VIT_VARIANTS = {
 
 
 def _variant(name: str) -> dict:
-  if name in VIT_VARIANTS:
-    return dict(VIT_VARIANTS[name])
-  lowered = {k.lower(): k for k in VIT_VARIANTS if k != "G"}
-  if name.lower() in lowered:
-    return dict(VIT_VARIANTS[lowered[name.lower()]])
-  raise ValueError(f"unknown ViT variant {name!r}; known: {sorted(VIT_VARIANTS)}")
+    if name in VIT_VARIANTS:
+        return dict(VIT_VARIANTS[name])
+    lowered = {k.lower(): k for k in VIT_VARIANTS if k != "G"}
+    if name.lower() in lowered:
+        return dict(VIT_VARIANTS[lowered[name.lower()]])
+    raise ValueError(f"unknown ViT variant {name!r}; known: {sorted(VIT_VARIANTS)}")
 
 
 def vit_config(name: str) -> dict:
-  """'B/16' -> dict(width, depth, mlp_dim, num_heads, patch_size=(16, 16)); 'B' -> dims only."""
-  variant, _, patch = name.partition("/")
-  cfg = _variant(variant)
-  if patch:
-    if not patch.isdigit() or int(patch) <= 0:
-      raise ValueError(f"ViT name {name!r}: patch size after '/' must be a positive int")
-    cfg["patch_size"] = (int(patch), int(patch))
-  return cfg
+    """'B/16' -> dict(width, depth, mlp_dim, num_heads, patch_size=(16, 16)); 'B' -> dims only."""
+    variant, _, patch = name.partition("/")
+    cfg = _variant(variant)
+    if patch:
+        if not patch.isdigit() or int(patch) <= 0:
+            raise ValueError(f"ViT name {name!r}: patch size after '/' must be a positive int")
+        cfg["patch_size"] = (int(patch), int(patch))
+    return cfg
 
 
 class ViT(nn.Module):
-  """[B, H, W, 3] -> [B, D] pooled (and [B, N, D] patch tokens with return_tokens=True).
+    """[B, H, W, 3] -> [B, D] pooled (and [B, N, D] patch tokens with return_tokens=True).
 
-  Give either `variant` ('B/16', 'So400m/14', 'mu') or width/depth/num_heads/mlp_dim explicitly;
-  explicit fields override the variant's. `token_merging` (None = off) is ToMe between attention and
-  MLP of every block: dict(r, schedule, mode, prop_attn), see vljax/models/tomeformer.py; the CLS
-  token (pool='cls') is never merged, 'gap' pools with size weights, and return_tokens gives the
-  merged tokens [B, N', D].
-  """
-  variant: str | None = None
-  width: int | None = None
-  depth: int | None = None
-  num_heads: int | None = None
-  mlp_dim: int | None = None
-  patch_size: Sequence[int] | None = None
-  image_size: Sequence[int] | int = 224
-  pool: str = "gap"
-  posemb: str = "learn"
-  activation: str = "gelu"
-  norm: str = "layernorm"
-  norm_epsilon: float = 1e-6
-  pre_norm: bool = False  # a norm after the embeddings, before the blocks (OpenAI CLIP's ln_pre)
-  patch_bias: bool = True
-  pool_activation: str = "gelu"  # MLP activation of the 'map' pooling head
-  dropout_rate: float = 0.0
-  remat: str = "none"
-  token_merging: dict | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+    Give either `variant` ('B/16', 'So400m/14', 'mu') or width/depth/num_heads/mlp_dim explicitly;
+    explicit fields override the variant's. `token_merging` (None = off) is ToMe between attention and
+    MLP of every block: dict(r, schedule, mode, prop_attn), see vljax/models/tomeformer.py; the CLS
+    token (pool='cls') is never merged, 'gap' pools with size weights, and return_tokens gives the
+    merged tokens [B, N', D].
+    """
 
-  def dims(self) -> dict:
-    """-> dict(width, depth, num_heads, mlp_dim, patch_size) after resolving the variant."""
-    cfg = vit_config(self.variant) if self.variant else {}
-    for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
-      if getattr(self, key) is not None:
-        cfg[key] = getattr(self, key)
-    missing = [k for k in ("width", "depth", "num_heads", "mlp_dim", "patch_size") if k not in cfg]
-    if missing:
-      raise ValueError(f"ViT needs {missing} (give variant='B/16' or the fields explicitly)")
-    cfg["patch_size"] = tuple(cfg["patch_size"]) if not isinstance(cfg["patch_size"], int) else (
-        cfg["patch_size"], cfg["patch_size"])
-    return cfg
+    variant: str | None = None
+    width: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_dim: int | None = None
+    patch_size: Sequence[int] | None = None
+    image_size: Sequence[int] | int = 224
+    pool: str = "gap"
+    posemb: str = "learn"
+    activation: str = "gelu"
+    norm: str = "layernorm"
+    norm_epsilon: float = 1e-6
+    pre_norm: bool = False  # a norm after the embeddings, before the blocks (OpenAI CLIP's ln_pre)
+    patch_bias: bool = True
+    pool_activation: str = "gelu"  # MLP activation of the 'map' pooling head
+    dropout_rate: float = 0.0
+    remat: str = "none"
+    token_merging: dict | None = None
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
 
-  def _posemb(self, x, cfg):
-    _, gh, gw, d = x.shape
-    size = (self.image_size,) * 2 if isinstance(self.image_size, int) else tuple(self.image_size)
-    base = (size[0] // cfg["patch_size"][0], size[1] // cfg["patch_size"][1])
-    if self.posemb == "sincos2d":
-      return posemb_sincos_2d(gh, gw, d, dtype=x.dtype)[None]
-    if self.posemb != "learn":
-      raise ValueError(f"posemb={self.posemb!r} is not one of ('learn', 'sincos2d')")
-    table = self.param("pos_embedding", nn.with_logical_partitioning(
-        nn.initializers.normal(stddev=d ** -0.5), ("pos", "embed")),
-        (base[0] * base[1], d), self.param_dtype)
-    pe = table.reshape(base[0], base[1], d)
-    if (gh, gw) != base:
-      # NOTE: other resolutions (e.g. high-res fine-tuning) reuse the table by bilinear resampling.
-      pe = resample_posemb(pe, (gh, gw))
-    return pe.reshape(1, gh * gw, d).astype(x.dtype)
+    def dims(self) -> dict:
+        """-> dict(width, depth, num_heads, mlp_dim, patch_size) after resolving the variant."""
+        cfg = vit_config(self.variant) if self.variant else {}
+        for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
+            if getattr(self, key) is not None:
+                cfg[key] = getattr(self, key)
+        missing = [k for k in ("width", "depth", "num_heads", "mlp_dim", "patch_size") if k not in cfg]
+        if missing:
+            raise ValueError(f"ViT needs {missing} (give variant='B/16' or the fields explicitly)")
+        cfg["patch_size"] = (
+            tuple(cfg["patch_size"])
+            if not isinstance(cfg["patch_size"], int)
+            else (cfg["patch_size"], cfg["patch_size"])
+        )
+        return cfg
 
-  @nn.compact
-  def __call__(self, images, *, train: bool = False, return_tokens: bool = False):
-    """[B, H, W, 3] -> [B, D], or ([B, D], [B, N, D]) with return_tokens=True."""
-    cfg = self.dims()
-    x = PatchEmbed(cfg["width"], cfg["patch_size"], use_bias=self.patch_bias, dtype=self.dtype,
-                   param_dtype=self.param_dtype, name="embedding")(images.astype(self.dtype))
-    b, gh, gw, d = x.shape
-    x = x.reshape(b, gh * gw, d) + self._posemb(x, cfg)
-    if self.pool == "cls":
-      cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.zeros, (None, "embed")),
-                       (1, d), self.param_dtype)
-      x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype)[None], (b, 1, d)), x], axis=1)
-    if self.pre_norm:
-      x = make_norm(self.norm, epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
-                    name="norm_pre")(x)
-    x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    def _posemb(self, x, cfg):
+        _, gh, gw, d = x.shape
+        size = (self.image_size,) * 2 if isinstance(self.image_size, int) else tuple(self.image_size)
+        base = (size[0] // cfg["patch_size"][0], size[1] // cfg["patch_size"][1])
+        if self.posemb == "sincos2d":
+            return posemb_sincos_2d(gh, gw, d, dtype=x.dtype)[None]
+        if self.posemb != "learn":
+            raise ValueError(f"posemb={self.posemb!r} is not one of ('learn', 'sincos2d')")
+        table = self.param(
+            "pos_embedding",
+            nn.with_logical_partitioning(nn.initializers.normal(stddev=d**-0.5), ("pos", "embed")),
+            (base[0] * base[1], d),
+            self.param_dtype,
+        )
+        pe = table.reshape(base[0], base[1], d)
+        if (gh, gw) != base:
+            # NOTE: other resolutions (e.g. high-res fine-tuning) reuse the table by bilinear resampling.
+            pe = resample_posemb(pe, (gh, gw))
+        return pe.reshape(1, gh * gw, d).astype(x.dtype)
 
-    block_cls = block_class(self.remat)
-    blocks = [block_cls(num_heads=cfg["num_heads"], mlp_dim=cfg["mlp_dim"], activation=self.activation,
-                        norm=self.norm, norm_epsilon=self.norm_epsilon, dropout_rate=self.dropout_rate,
-                        deterministic=not train,
-                        dtype=self.dtype, param_dtype=self.param_dtype, name=f"block_{i:02d}")
-              for i in range(cfg["depth"])]
-    merging = parse_token_merging(self.token_merging)
-    protect_cls = self.pool == "cls"
-    schedule = merge_schedule(merging, cfg["depth"], x.shape[1], protect_cls)
-    # NOTE: explicit branches so token merging (ToMe) can act between attention and MLP.
-    x, sizes = run_blocks(blocks, x, schedule, merging, protect_cls)
-    x = make_norm(self.norm, epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
-                  name="norm_out")(x)
+    @nn.compact
+    def __call__(self, images, *, train: bool = False, return_tokens: bool = False):
+        """[B, H, W, 3] -> [B, D], or ([B, D], [B, N, D]) with return_tokens=True."""
+        cfg = self.dims()
+        x = PatchEmbed(
+            cfg["width"],
+            cfg["patch_size"],
+            use_bias=self.patch_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="embedding",
+        )(images.astype(self.dtype))
+        b, gh, gw, d = x.shape
+        x = x.reshape(b, gh * gw, d) + self._posemb(x, cfg)
+        if self.pool == "cls":
+            cls = self.param(
+                "cls", nn.with_logical_partitioning(nn.initializers.zeros, (None, "embed")), (1, d), self.param_dtype
+            )
+            x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype)[None], (b, 1, d)), x], axis=1)
+        if self.pre_norm:
+            x = make_norm(
+                self.norm, epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype, name="norm_pre"
+            )(x)
+        x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
 
-    if self.pool == "gap" and sizes is not None:
-      # NOTE: a merged token stands for `size` patches; weighting keeps the mean over original patches.
-      pooled = weighted_mean(x, sizes)
-    else:
-      pooled = Pool(self.pool, num_heads=cfg["num_heads"], mlp_dim=cfg["mlp_dim"],
-                    activation=self.pool_activation, norm_epsilon=self.norm_epsilon, dtype=self.dtype,
-                    param_dtype=self.param_dtype, name="pool")(x)
-    if return_tokens:
-      return pooled, (x[:, 1:] if self.pool == "cls" else x)
-    return pooled
+        block_cls = block_class(self.remat)
+        blocks = [
+            block_cls(
+                num_heads=cfg["num_heads"],
+                mlp_dim=cfg["mlp_dim"],
+                activation=self.activation,
+                norm=self.norm,
+                norm_epsilon=self.norm_epsilon,
+                dropout_rate=self.dropout_rate,
+                deterministic=not train,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"block_{i:02d}",
+            )
+            for i in range(cfg["depth"])
+        ]
+        merging = parse_token_merging(self.token_merging)
+        protect_cls = self.pool == "cls"
+        schedule = merge_schedule(merging, cfg["depth"], x.shape[1], protect_cls)
+        # NOTE: explicit branches so token merging (ToMe) can act between attention and MLP.
+        x, sizes = run_blocks(blocks, x, schedule, merging, protect_cls)
+        x = make_norm(
+            self.norm, epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype, name="norm_out"
+        )(x)
+
+        if self.pool == "gap" and sizes is not None:
+            # NOTE: a merged token stands for `size` patches; weighting keeps the mean over original patches.
+            pooled = weighted_mean(x, sizes)
+        else:
+            pooled = Pool(
+                self.pool,
+                num_heads=cfg["num_heads"],
+                mlp_dim=cfg["mlp_dim"],
+                activation=self.pool_activation,
+                norm_epsilon=self.norm_epsilon,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="pool",
+            )(x)
+        if return_tokens:
+            return pooled, (x[:, 1:] if self.pool == "cls" else x)
+        return pooled

@@ -1,4 +1,5 @@
 """Multi-head attention: self/cross, key-padding and causal masks, RoPE, grouped-query (GQA)."""
+
 from typing import Any
 
 import flax.linen as nn
@@ -16,135 +17,171 @@ Dtype = Any
 MASK_VALUE = float(np.finfo(np.float32).min)
 
 
-def make_attention_mask(kv_mask: jax.Array | None, causal: bool, nq: int, nk: int,
-                        batch: int) -> jax.Array | None:
-  """bool [B, Nk] key padding (True = keep) + causal flag -> bool [B, Nq, Nk] or None."""
-  mask = None
-  if kv_mask is not None:
-    if kv_mask.shape != (batch, nk):
-      raise ValueError(f"kv_mask must be [B, Nk] = {(batch, nk)}, got {kv_mask.shape}")
-    mask = jnp.broadcast_to(kv_mask.astype(bool)[:, None, :], (batch, nq, nk))
-  if causal:
-    # NOTE: queries are aligned to the end of the keys so Nq < Nk (cached prefix) stays causal.
-    qpos = jnp.arange(nq)[:, None] + (nk - nq)
-    tri = qpos >= jnp.arange(nk)[None, :]
-    mask = tri[None] if mask is None else mask & tri[None]
-    mask = jnp.broadcast_to(mask, (batch, nq, nk))
-  return mask
+def make_attention_mask(kv_mask: jax.Array | None, causal: bool, nq: int, nk: int, batch: int) -> jax.Array | None:
+    """bool [B, Nk] key padding (True = keep) + causal flag -> bool [B, Nq, Nk] or None."""
+    mask = None
+    if kv_mask is not None:
+        if kv_mask.shape != (batch, nk):
+            raise ValueError(f"kv_mask must be [B, Nk] = {(batch, nk)}, got {kv_mask.shape}")
+        mask = jnp.broadcast_to(kv_mask.astype(bool)[:, None, :], (batch, nq, nk))
+    if causal:
+        # NOTE: queries are aligned to the end of the keys so Nq < Nk (cached prefix) stays causal.
+        qpos = jnp.arange(nq)[:, None] + (nk - nq)
+        tri = qpos >= jnp.arange(nk)[None, :]
+        mask = tri[None] if mask is None else mask & tri[None]
+        mask = jnp.broadcast_to(mask, (batch, nq, nk))
+    return mask
 
 
-def dot_product_attention(q, k, v, mask=None, *, bias=None, dropout_rate: float = 0.0, dropout_rng=None,
-                          dtype: Dtype = jnp.float32):
-  """[B, Nq, H, K] x [B, Nk, Hkv, K] x [B, Nk, Hkv, Kv] (+ bool [B, Nq, Nk], bias -> [B, H, Nq, Nk]) -> [B, Nq, H, Kv].
+def dot_product_attention(
+    q, k, v, mask=None, *, bias=None, dropout_rate: float = 0.0, dropout_rng=None, dtype: Dtype = jnp.float32
+):
+    """[B, Nq, H, K] x [B, Nk, Hkv, K] x [B, Nk, Hkv, Kv] (+ bool [B, Nq, Nk], bias -> [B, H, Nq, Nk]) -> [B, Nq, H, Kv].
 
-  `bias` is any float array broadcastable to [B, H, Nq, Nk], added to the logits before the mask
-  (e.g. ToMe's proportional attention: log token sizes, [B, 1, 1, Nk]).
-  """
-  b, nq, h, kdim = q.shape
-  hkv = k.shape[2]
-  if h % hkv:
-    raise ValueError(f"num_heads={h} is not a multiple of num_kv_heads={hkv}")
-  q = q.reshape(b, nq, hkv, h // hkv, kdim) * jnp.asarray(kdim ** -0.5, q.dtype)
-  # NOTE: logits and softmax in float32 regardless of the compute dtype.
-  logits = jnp.einsum("bqhgk,bshk->bhgqs", q, k, preferred_element_type=jnp.float32)
-  if bias is not None:
-    bias = jnp.broadcast_to(bias.astype(jnp.float32), (b, h, nq, logits.shape[-1]))
-    logits = logits + bias.reshape(b, hkv, h // hkv, nq, logits.shape[-1])
-  if mask is not None:
-    logits = jnp.where(mask[:, None, None, :, :], logits, MASK_VALUE)
-  probs = jax.nn.softmax(logits, axis=-1)
-  if dropout_rate > 0.0 and dropout_rng is not None:
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
-    probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
-  out = jnp.einsum("bhgqs,bshv->bqhgv", probs.astype(dtype), v.astype(dtype))
-  return out.reshape(b, nq, h, v.shape[-1])
+    `bias` is any float array broadcastable to [B, H, Nq, Nk], added to the logits before the mask
+    (e.g. ToMe's proportional attention: log token sizes, [B, 1, 1, Nk]).
+    """
+    b, nq, h, kdim = q.shape
+    hkv = k.shape[2]
+    if h % hkv:
+        raise ValueError(f"num_heads={h} is not a multiple of num_kv_heads={hkv}")
+    q = q.reshape(b, nq, hkv, h // hkv, kdim) * jnp.asarray(kdim**-0.5, q.dtype)
+    # NOTE: logits and softmax in float32 regardless of the compute dtype.
+    logits = jnp.einsum("bqhgk,bshk->bhgqs", q, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+        bias = jnp.broadcast_to(bias.astype(jnp.float32), (b, h, nq, logits.shape[-1]))
+        logits = logits + bias.reshape(b, hkv, h // hkv, nq, logits.shape[-1])
+    if mask is not None:
+        logits = jnp.where(mask[:, None, None, :, :], logits, MASK_VALUE)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if dropout_rate > 0.0 and dropout_rng is not None:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    out = jnp.einsum("bhgqs,bshv->bqhgv", probs.astype(dtype), v.astype(dtype))
+    return out.reshape(b, nq, h, v.shape[-1])
 
 
 class MultiHeadAttention(nn.Module):
-  """[B, Nq, D] (x [B, Nk, Dkv]) -> [B, Nq, D] attention with optional GQA, RoPE, masks, dropout."""
-  num_heads: int
-  num_kv_heads: int | None = None
-  head_dim: int | None = None
-  out_features: int | None = None
-  causal: bool = False
-  use_rope: bool = False
-  rope_max_wavelength: float = 10_000.0
-  rope_scaling: dict | None = None  # e.g. dict(rope_type='llama3', factor=8, ...); see nn/rope_scaling.py
-  use_bias: bool = True
-  out_bias: bool | None = None  # None: same as use_bias (Qwen2 has q/k/v biases but none on the output)
-  dropout_rate: float = 0.0
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  kernel_init: Any = None  # None: Xavier-uniform over (in, out) with the 3-D kernel's axes
+    """[B, Nq, D] (x [B, Nk, Dkv]) -> [B, Nq, D] attention with optional GQA, RoPE, masks, dropout."""
 
-  def _proj(self, x, heads, head_dim, name):
-    """[B, N, D] -> [B, N, heads, head_dim] with a 3-D kernel [D, heads, head_dim]."""
-    # NOTE: nn.DenseGeneral initializes a flattened 2-D kernel, which breaks 3-D logical
-    # partitioning under a mesh; a 3-D param + einsum keeps ("embed", "heads", "kv") exact.
-    init = self.kernel_init if self.kernel_init is not None else nn.initializers.variance_scaling(
-        1.0, "fan_avg", "uniform", in_axis=0, out_axis=(1, 2))
-    kernel = self.param(f"{name}_kernel",
-                        nn.with_logical_partitioning(init, ("embed", "heads", "kv")),
-                        (x.shape[-1], heads, head_dim), self.param_dtype)
-    y = jnp.einsum("bnd,dhk->bnhk", x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      bias = self.param(f"{name}_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")),
-                        (heads, head_dim), self.param_dtype)
-      y = y + bias.astype(self.dtype)
-    return y
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    out_features: int | None = None
+    causal: bool = False
+    use_rope: bool = False
+    rope_max_wavelength: float = 10_000.0
+    rope_scaling: dict | None = None  # e.g. dict(rope_type='llama3', factor=8, ...); see nn/rope_scaling.py
+    use_bias: bool = True
+    out_bias: bool | None = None  # None: same as use_bias (Qwen2 has q/k/v biases but none on the output)
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Any = None  # None: Xavier-uniform over (in, out) with the 3-D kernel's axes
 
-  @nn.compact
-  def __call__(self, x_q, x_kv=None, *, kv_mask=None, mask=None, bias=None, positions_q=None,
-               positions_kv=None, deterministic: bool = True, return_keys: bool = False):
-    """[B, Nq, D], optional [B, Nk, Dkv], bool kv_mask [B, Nk], bool mask [B, Nq, Nk] -> [B, Nq, D].
+    def _proj(self, x, heads, head_dim, name):
+        """[B, N, D] -> [B, N, heads, head_dim] with a 3-D kernel [D, heads, head_dim]."""
+        # NOTE: nn.DenseGeneral initializes a flattened 2-D kernel, which breaks 3-D logical
+        # partitioning under a mesh; a 3-D param + einsum keeps ("embed", "heads", "kv") exact.
+        init = (
+            self.kernel_init
+            if self.kernel_init is not None
+            else nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=0, out_axis=(1, 2))
+        )
+        kernel = self.param(
+            f"{name}_kernel",
+            nn.with_logical_partitioning(init, ("embed", "heads", "kv")),
+            (x.shape[-1], heads, head_dim),
+            self.param_dtype,
+        )
+        y = jnp.einsum("bnd,dhk->bnhk", x.astype(self.dtype), kernel.astype(self.dtype))
+        if self.use_bias:
+            bias = self.param(
+                f"{name}_bias",
+                nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")),
+                (heads, head_dim),
+                self.param_dtype,
+            )
+            y = y + bias.astype(self.dtype)
+        return y
 
-    `bias` (broadcastable to [B, H, Nq, Nk]) is added to the logits; with return_keys=True the result
-    is ([B, Nq, D], keys [B, Nk, Hkv, K]), the keys as they enter the logits (token merging's metric).
-    """
-    x_kv = x_q if x_kv is None else x_kv
-    b, nq, d = x_q.shape
-    nk = x_kv.shape[1]
-    if d % self.num_heads and self.head_dim is None:
-      raise ValueError(f"width {d} is not divisible by num_heads={self.num_heads}; set head_dim")
-    head_dim = self.head_dim or d // self.num_heads
-    num_kv = self.num_kv_heads or self.num_heads
-    if self.num_heads % num_kv:
-      raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={num_kv}")
+    @nn.compact
+    def __call__(
+        self,
+        x_q,
+        x_kv=None,
+        *,
+        kv_mask=None,
+        mask=None,
+        bias=None,
+        positions_q=None,
+        positions_kv=None,
+        deterministic: bool = True,
+        return_keys: bool = False,
+    ):
+        """[B, Nq, D], optional [B, Nk, Dkv], bool kv_mask [B, Nk], bool mask [B, Nq, Nk] -> [B, Nq, D].
 
-    q = self._proj(x_q, self.num_heads, head_dim, "query")
-    k = self._proj(x_kv, num_kv, head_dim, "key")
-    v = self._proj(x_kv, num_kv, head_dim, "value")
-    names = ("batch", "length", "act_heads", "act_kv")
-    q, k, v = (nn.with_logical_constraint(t, names) for t in (q, k, v))
-    if self.use_rope:
-      pq = jnp.broadcast_to(jnp.arange(nq), (b, nq)) if positions_q is None else positions_q
-      pk = jnp.broadcast_to(jnp.arange(nk), (b, nk)) if positions_kv is None else positions_kv
-      inv_freq = None
-      if self.rope_scaling:
-        inv_freq = rope_inv_freq(head_dim, self.rope_max_wavelength, self.rope_scaling,
-                                 seq_len=jnp.max(pk) + 1)
-      q = apply_rope(q, pq, self.rope_max_wavelength, inv_freq)
-      k = apply_rope(k, pk, self.rope_max_wavelength, inv_freq)
+        `bias` (broadcastable to [B, H, Nq, Nk]) is added to the logits; with return_keys=True the result
+        is ([B, Nq, D], keys [B, Nk, Hkv, K]), the keys as they enter the logits (token merging's metric).
+        """
+        x_kv = x_q if x_kv is None else x_kv
+        b, nq, d = x_q.shape
+        nk = x_kv.shape[1]
+        if d % self.num_heads and self.head_dim is None:
+            raise ValueError(f"width {d} is not divisible by num_heads={self.num_heads}; set head_dim")
+        head_dim = self.head_dim or d // self.num_heads
+        num_kv = self.num_kv_heads or self.num_heads
+        if self.num_heads % num_kv:
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={num_kv}")
 
-    full_mask = make_attention_mask(kv_mask, self.causal, nq, nk, b)
-    if mask is not None:
-      if mask.shape != (b, nq, nk):
-        raise ValueError(f"mask must be [B, Nq, Nk] = {(b, nq, nk)}, got {mask.shape}")
-      full_mask = mask if full_mask is None else full_mask & mask
-    use_dropout = self.dropout_rate > 0.0 and not deterministic
-    out = dot_product_attention(
-        q, k, v, full_mask, bias=bias, dropout_rate=self.dropout_rate if use_dropout else 0.0,
-        dropout_rng=self.make_rng("dropout") if use_dropout else None, dtype=self.dtype)
-    out = nn.with_logical_constraint(out, names)
-    d_out = self.out_features or d
-    out_init = self.kernel_init if self.kernel_init is not None else nn.initializers.variance_scaling(
-        1.0, "fan_avg", "uniform", in_axis=(0, 1), out_axis=2)
-    w_out = self.param("out_kernel", nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
-                       (self.num_heads, head_dim, d_out), self.param_dtype)
-    out = jnp.einsum("bnhk,hkd->bnd", out.astype(self.dtype), w_out.astype(self.dtype))
-    use_out_bias = self.use_bias if self.out_bias is None else self.out_bias
-    if use_out_bias:
-      out = out + self.param("out_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-                             (d_out,), self.param_dtype).astype(self.dtype)
-    out = nn.with_logical_constraint(out, ("batch", "length", "act_embed"))
-    return (out, k) if return_keys else out
+        q = self._proj(x_q, self.num_heads, head_dim, "query")
+        k = self._proj(x_kv, num_kv, head_dim, "key")
+        v = self._proj(x_kv, num_kv, head_dim, "value")
+        names = ("batch", "length", "act_heads", "act_kv")
+        q, k, v = (nn.with_logical_constraint(t, names) for t in (q, k, v))
+        if self.use_rope:
+            pq = jnp.broadcast_to(jnp.arange(nq), (b, nq)) if positions_q is None else positions_q
+            pk = jnp.broadcast_to(jnp.arange(nk), (b, nk)) if positions_kv is None else positions_kv
+            inv_freq = None
+            if self.rope_scaling:
+                inv_freq = rope_inv_freq(head_dim, self.rope_max_wavelength, self.rope_scaling, seq_len=jnp.max(pk) + 1)
+            q = apply_rope(q, pq, self.rope_max_wavelength, inv_freq)
+            k = apply_rope(k, pk, self.rope_max_wavelength, inv_freq)
+
+        full_mask = make_attention_mask(kv_mask, self.causal, nq, nk, b)
+        if mask is not None:
+            if mask.shape != (b, nq, nk):
+                raise ValueError(f"mask must be [B, Nq, Nk] = {(b, nq, nk)}, got {mask.shape}")
+            full_mask = mask if full_mask is None else full_mask & mask
+        use_dropout = self.dropout_rate > 0.0 and not deterministic
+        out = dot_product_attention(
+            q,
+            k,
+            v,
+            full_mask,
+            bias=bias,
+            dropout_rate=self.dropout_rate if use_dropout else 0.0,
+            dropout_rng=self.make_rng("dropout") if use_dropout else None,
+            dtype=self.dtype,
+        )
+        out = nn.with_logical_constraint(out, names)
+        d_out = self.out_features or d
+        out_init = (
+            self.kernel_init
+            if self.kernel_init is not None
+            else nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=(0, 1), out_axis=2)
+        )
+        w_out = self.param(
+            "out_kernel",
+            nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
+            (self.num_heads, head_dim, d_out),
+            self.param_dtype,
+        )
+        out = jnp.einsum("bnhk,hkd->bnd", out.astype(self.dtype), w_out.astype(self.dtype))
+        use_out_bias = self.use_bias if self.out_bias is None else self.out_bias
+        if use_out_bias:
+            out = out + self.param(
+                "out_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), (d_out,), self.param_dtype
+            ).astype(self.dtype)
+        out = nn.with_logical_constraint(out, ("batch", "length", "act_embed"))
+        return (out, k) if return_keys else out

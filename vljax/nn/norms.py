@@ -1,4 +1,5 @@
 """LayerNorm and RMSNorm with logically named parameters, computed in float32."""
+
 from typing import Any
 
 import flax.linen as nn
@@ -8,54 +9,59 @@ Dtype = Any
 
 
 class LayerNorm(nn.Module):
-  """[..., D] -> [..., D] layer normalization (scale and bias named ('norm',))."""
-  epsilon: float = 1e-6
-  use_bias: bool = True
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+    """[..., D] -> [..., D] layer normalization (scale and bias named ('norm',))."""
 
-  @nn.compact
-  def __call__(self, x):
-    """[..., D] -> [..., D] normalized over the last axis."""
-    d = x.shape[-1]
-    # NOTE: statistics in float32 even for bf16 activations; bf16 variance underflows.
-    xf = x.astype(jnp.float32)
-    mean = jnp.mean(xf, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
-    y = (xf - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                       (d,), self.param_dtype)
-    y = y * scale.astype(jnp.float32)
-    if self.use_bias:
-      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)),
-                        (d,), self.param_dtype)
-      y = y + bias.astype(jnp.float32)
-    return y.astype(self.dtype)
+    epsilon: float = 1e-6
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """[..., D] -> [..., D] normalized over the last axis."""
+        d = x.shape[-1]
+        # NOTE: statistics in float32 even for bf16 activations; bf16 variance underflows.
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
+        y = (xf - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype
+        )
+        y = y * scale.astype(jnp.float32)
+        if self.use_bias:
+            bias = self.param(
+                "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (d,), self.param_dtype
+            )
+            y = y + bias.astype(jnp.float32)
+        return y.astype(self.dtype)
 
 
 class RMSNorm(nn.Module):
-  """[..., D] -> [..., D] root-mean-square normalization (scale named ('norm',))."""
-  epsilon: float = 1e-6
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
+    """[..., D] -> [..., D] root-mean-square normalization (scale named ('norm',))."""
 
-  @nn.compact
-  def __call__(self, x):
-    """[..., D] -> [..., D] divided by the RMS over the last axis, times a learned scale."""
-    d = x.shape[-1]
-    xf = x.astype(jnp.float32)
-    ms = jnp.mean(jnp.square(xf), axis=-1, keepdims=True)
-    y = xf * jnp.reciprocal(jnp.sqrt(ms + self.epsilon))
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                       (d,), self.param_dtype)
-    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+    epsilon: float = 1e-6
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """[..., D] -> [..., D] divided by the RMS over the last axis, times a learned scale."""
+        d = x.shape[-1]
+        xf = x.astype(jnp.float32)
+        ms = jnp.mean(jnp.square(xf), axis=-1, keepdims=True)
+        y = xf * jnp.reciprocal(jnp.sqrt(ms + self.epsilon))
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype
+        )
+        return (y * scale.astype(jnp.float32)).astype(self.dtype)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
 
 
 def make_norm(kind: str, **kwargs) -> nn.Module:
-  """Norm module by name ('layernorm' | 'rmsnorm'); kwargs go to its constructor."""
-  if kind not in NORMS:
-    raise ValueError(f"norm={kind!r} is not one of {sorted(NORMS)}")
-  return NORMS[kind](**kwargs)
+    """Norm module by name ('layernorm' | 'rmsnorm'); kwargs go to its constructor."""
+    if kind not in NORMS:
+        raise ValueError(f"norm={kind!r} is not one of {sorted(NORMS)}")
+    return NORMS[kind](**kwargs)

@@ -245,6 +245,7 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                    examples_seen=float(step * bs))
     if step_flops:
         results["flops_per_step_per_device"] = step_flops
+        results["num_devices"] = float(jax.device_count())
     writer.write_scalars(step, results)
     writer.close()
     ckpt.close()
