@@ -9,7 +9,7 @@ import ml_collections
 from vljax.data.world import concepts
 
 WORLD_VERSION = 1
-PRESETS = ("image32", "image64", "hires128", "object3d", "room")
+PRESETS = ("image32", "image64", "hires128", "object3d", "room", "video")
 # NOTE: splits with their own construction (2.4); all other names are plain namespaces.
 SPECIAL_SPLITS = ("in_prior", "counter_prior", "heldout", "novel", "pairs", "cf", "ood_style",
                   "heldout_templates")
@@ -17,6 +17,7 @@ EVAL_SIZE = 2_000
 # Default `fields` of the 3D presets: everything their generators produce.
 OBJECT3D_FIELDS = ("points", "normals", "depth", "views", "rgb_view", "rgb_view_angle", "depth_pair")
 ROOM_FIELDS = ("room", "ref", "scene_points", "rgbd")
+VIDEO_FIELDS = ("video", "captions/temporal")
 
 
 def _defaults() -> ml_collections.ConfigDict:
@@ -99,6 +100,11 @@ def get_config(preset: str = "image64") -> ml_collections.ConfigDict:
     elif preset == "room":
         c.kind = "room"
         c.fields = ROOM_FIELDS
+    elif preset == "video":
+        c.kind = "video"
+        c.fields = VIDEO_FIELDS
+        c.video.size_changes = ("static", "grow", "shrink")
+        c.video.events = ("move", "bounce", "grow", "shrink")
     return c
 
 

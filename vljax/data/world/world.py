@@ -4,7 +4,8 @@
 (`objects/*`, `num_objects`, `relations`, `labels/*`, `multilabel/*`, `has/*`, `meta/*`,
 `has_image`) is always returned; pixels (`image`, `boxes`, `masks`, `instance_map`) and all
 text (`captions/*`, `qa/*`, ... from `annotate.annotate`) are opt-in by path prefix.
-`cfg.kind` "object3d" / "room" dispatches `sample` / `spec` / `label` to `kind3d.Kind3D`.
+`cfg.kind` "object3d" / "room" dispatches `sample` / `spec` / `label` to `kind3d.Kind3D`, "video" to
+`video.Video`.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from vljax.data.world import kind3d
 from vljax.data.world import relations as relations_lib
 from vljax.data.world import scene2d
 from vljax.data.world import splits
+from vljax.data.world import video as video_lib
 from vljax.data.world.raster2d import Raster2D
 from vljax.data.world.rng import stream_uniforms
 from vljax.data.world.scene_spec import SceneSpec
@@ -56,17 +58,18 @@ class World(TextAPI):
 
     def __init__(self, cfg: ml_collections.ConfigDict):
         config_lib.validate(cfg)
-        if cfg.kind not in ("image",) + kind3d.KINDS:
-            raise ValueError(f"kind={cfg.kind!r}: World renders kinds image, {', '.join(kind3d.KINDS)} "
-                             "(video is not implemented yet)")
+        if cfg.kind not in ("image", "video") + kind3d.KINDS:
+            raise ValueError(f"kind={cfg.kind!r}: World renders kinds image, video, {', '.join(kind3d.KINDS)}")
         self.cfg = copy.deepcopy(cfg)
         self.cfg.lock()
         self.kind = self.cfg.kind
         self.default_fields = tuple(self.cfg.fields)
         self._kind3d = None
-        if self.kind in kind3d.KINDS:
+        if self.kind in kind3d.KINDS or self.kind == "video":
             self.config_hash = _config_hash(self.cfg)
-            self._kind3d = kind3d.Kind3D(self.cfg, self.config_hash)
+            # NOTE: non-image kinds share one dispatch slot: sample / spec / label / num_classes.
+            self._kind3d = (video_lib.Video(self.cfg, self.config_hash) if self.kind == "video"
+                            else kind3d.Kind3D(self.cfg, self.config_hash))
             self._annotate = None
             return
         self.scene2d = scene2d.Scene2D(self.cfg)
@@ -111,7 +114,7 @@ class World(TextAPI):
         return j
 
     def _image_only(self, what: str) -> None:
-        """Raises ValueError for 2D-scene API calls on a 3D world."""
+        """Raises ValueError for 2D-scene API calls on a 3D or video world."""
         if self._kind3d is not None:
             raise ValueError(f"World.{what} needs kind 'image'; this world has kind={self.kind!r}")
 
