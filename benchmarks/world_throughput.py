@@ -4,6 +4,7 @@
 text fields are produced only when vljax.data.world.annotate is importable; the table says which).
 3D rows (through `World`): object3d = 1,024 points + normals + 6 depth views + RGB view + depth pair at
 64^2; room = 2,048 scene points + 4 RGB-D views at 64^2 + per-object points, scene graph, text, refs.
+Video row: `video` preset clips of 8 frames at 64x64 (frames, boxes, visibility, events, temporal caption).
 Rates are CPU time of this process (`time.process_time`), best of 3 rounds.
 Usage: .venv/bin/python benchmarks/world_throughput.py [--seconds 3]
 """
@@ -23,6 +24,7 @@ from vljax.data import world  # noqa: E402
 TARGETS = {64: 2000.0, 224: 250.0}
 FIELDS = ("image", "boxes", "captions/short", "captions/long", "qa")
 TARGETS_3D = {"object3d": 1000.0, "room": 100.0}
+TARGET_VIDEO = 250.0
 
 
 def rate(w: world.World, seconds: float, fields=FIELDS, chunk: int = 25) -> float:
@@ -64,6 +66,10 @@ def main() -> int:
         ratio = r / target
         ok &= ratio >= 0.5
         print(f"{kind:>10} {r:>14.0f} {target:>8.0f} {ratio:>6.2f}")
+    wv = world.World(world.get_config("video"))
+    r = rate(wv, args.seconds, fields=("video", "captions/temporal"))
+    ok &= r / TARGET_VIDEO >= 0.5
+    print(f"{'video8x64':>10} {r:>14.0f} {TARGET_VIDEO:>8.0f} {r / TARGET_VIDEO:>6.2f}  clips/s")
     return 0 if ok else 1
 
 

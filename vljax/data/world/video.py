@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vljax.data.world import audio as audio_lib
 from vljax.data.world import concepts
 from vljax.data.world import scene2d
 from vljax.data.world import splits
@@ -31,6 +32,15 @@ DIRECTIONS = {4: ("up", "right", "down", "left"),
               8: ("up", "up right", "right", "down right", "down", "down left", "left", "up left")}
 EVENTS_PER_OBJECT = 6
 LABEL_TASKS = ("action",)
+# NOTE: "video" selects its sub-paths except the costly opt-in segmentation ones (WORLD.md 3.5).
+VIDEO_FIELDS = ("video", "video/boxes", "video/visible", "video/masks", "video/instance_map")
+AUDIO_FIELDS = ("audio/wave", "audio/sources", "audio/logmel")
+_OPT_IN = ("video/masks", "video/instance_map", "audio/logmel")
+
+
+def wanted(path: str, fields: tuple) -> bool:
+    """True when `path` is requested: by prefix, except opt-in masks / instance maps (exact path only)."""
+    return path in fields if path in _OPT_IN else selected(path, fields)
 
 
 def _unit(n_dirs: int) -> np.ndarray:
@@ -44,7 +54,7 @@ def _unit(n_dirs: int) -> np.ndarray:
 
 def reflect(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """[...] unfolded coordinate x [...] lo, hi -> [...] x folded into [lo, hi] by mirror reflections."""
-    span = hi - lo
+    span = np.maximum(hi - lo, 1e-12)  # NOTE: an object as wide as the image has no room to move.
     u = np.mod(x - lo, 2 * span)
     return lo + np.where(u > span, 2 * span - u, u)
 
@@ -87,12 +97,28 @@ class Video:
         if bad:
             raise ValueError(f"video.events={tuple(vc.events)}: {bad} not implemented; "
                              f"valid: {', '.join(EVENTS_IMPLEMENTED)}")
+        if not 0.0 <= float(vc.static_caption_p) <= 1.0:
+            raise ValueError(f"video.static_caption_p={vc.static_caption_p} outside [0, 1]")
         if vc.action_pairs or float(vc.flash_p) > 0:
             raise ValueError("video.action_pairs / video.flash_p are not implemented yet")
         if cfg.style in ("noisy_bg", "texture_noise"):
             raise ValueError(f"style={cfg.style!r} is not implemented for kind 'video'")
         if int(cfg.downsample) != 1:
             raise ValueError(f"downsample={cfg.downsample}: kind 'video' renders at downsample 1 only")
+        ac = cfg.audio
+        self.audio = bool(ac.enabled)
+        if self.audio:
+            if int(ac.sample_rate) * float(vc.duration) < audio_lib.N_FFT:
+                raise ValueError(f"audio.sample_rate={ac.sample_rate} x video.duration={vc.duration} gives fewer "
+                                 f"than n_fft={audio_lib.N_FFT} samples")
+            if int(ac.n_mels) < 1:
+                raise ValueError(f"audio.n_mels={ac.n_mels} must be >= 1")
+            if not 0.0 <= float(ac.offscreen_p) <= 1.0:
+                raise ValueError(f"audio.offscreen_p={ac.offscreen_p} outside [0, 1]")
+            self.sample_rate = int(ac.sample_rate)
+            self.n_samples = int(round(self.sample_rate * float(vc.duration)))
+            self.offscreen_p = float(ac.offscreen_p)
+            self.mel = audio_lib.mel_filters(self.sample_rate, int(ac.n_mels))
         self.cfg, self.config_hash = cfg, config_hash
         self.seed = int(cfg.seed)
         self.scene2d = scene2d.Scene2D(cfg)
@@ -108,6 +134,7 @@ class Video:
         self.sc_names = tuple(vc.size_changes)
         self.growth = np.array([GROWTH[s] for s in self.sc_names]) / self.duration
         self.bounce = "bounce" in vc.events
+        self.static_caption_p = float(vc.static_caption_p)
         self.n_events = EVENTS_PER_OBJECT * self.o
         # NOTE: frames sample the centers of T equal time bins, so any T sees the same motion.
         self.frame_times = ((np.arange(self.t_frames) + 0.5) * (self.duration / self.t_frames)).astype(np.float32)
@@ -117,7 +144,8 @@ class Video:
         """(split, index) -> {spec (t=0), main, direction/speed/size_change int32 [O], velocity [O,2], growth [O]}."""
         spec, info = self.scene2d.sample(split, index)
         o = self.o
-        u = stream_uniforms(self.seed, split, index, "video", 3 * o).reshape(3, o)
+        uu = stream_uniforms(self.seed, split, index, "video", 3 * o + 1)
+        u = uu[:3 * o].reshape(3, o)
         n_d = self.n_dirs + 1
         direction = np.minimum((u[0] * n_d).astype(np.int32), n_d - 1)
         speed = np.minimum((u[1] * len(self.speeds)).astype(np.int32), len(self.speeds) - 1)
@@ -134,7 +162,8 @@ class Video:
         lo = np.minimum(s_max, 0.5)
         p0 = np.clip(spec.center.astype(np.float64), lo[:, None], 1 - lo[:, None])
         return {"spec": spec, "main": int(info["main"]), "direction": direction, "speed": speed,
-                "size_change": size_change, "velocity": vel, "growth": g, "p0": p0, "lo": lo}
+                "size_change": size_change, "velocity": vel, "growth": g, "p0": p0, "lo": lo,
+                "static_caption": bool(uu[-1] < self.static_caption_p)}
 
     def state_at(self, m: dict, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """motion dict x float [T] times -> (centers float32 [T,O,2], scales float32 [T,O])."""
@@ -145,8 +174,19 @@ class Video:
         scales = m["spec"].scale[None].astype(np.float64) * (1 + m["growth"][None] * t)
         return centers.astype(np.float32), scales.astype(np.float32)
 
-    def events(self, m: dict) -> np.ndarray:
-        """motion dict -> int32 [Ev, 4] (slot, type, start frame, end frame), -1 padded, slot-major."""
+    def bounces(self, m: dict) -> list:
+        """motion dict -> O sorted float64 arrays of wall-hit times in (0, duration] (empty when no bounce)."""
+        out = [np.zeros(0)] * self.o
+        if not self.bounce:
+            return out
+        for j in np.flatnonzero(m["spec"].valid & (m["direction"] != self.n_dirs)):
+            lo = m["lo"][j]
+            out[j] = np.sort(np.concatenate([bounce_times(m["p0"][j, a], m["velocity"][j, a], lo, 1 - lo,
+                                                          self.duration) for a in range(2)]))
+        return out
+
+    def events(self, m: dict, bounces: list) -> np.ndarray:
+        """motion dict x per-slot bounce times -> int32 [Ev, 4] (slot, type, start, end frame), -1 padded."""
         out = np.full((self.n_events, 4), -1, np.int32)
         last = self.t_frames - 1
         rows = []
@@ -156,30 +196,31 @@ class Video:
             sc = self.sc_names[m["size_change"][j]]
             if sc != "static":
                 rows.append((j, EVENT_TYPES.index(sc), 0, last))
-            if self.bounce and m["direction"][j] != self.n_dirs:
-                lo = m["lo"][j]
-                hits = np.concatenate([bounce_times(m["p0"][j, a], m["velocity"][j, a], lo, 1 - lo, self.duration)
-                                       for a in range(2)])
-                for tb in np.sort(hits)[:EVENTS_PER_OBJECT - 2]:
-                    f = int(np.clip(np.floor(tb * self.t_frames / self.duration), 0, last))
-                    rows.append((j, 1, f, f))
+            for tb in bounces[j][:EVENTS_PER_OBJECT - 2]:
+                f = int(np.clip(np.floor(tb * self.t_frames / self.duration), 0, last))
+                rows.append((j, 1, f, f))
         if rows:
             out[:len(rows)] = np.asarray(rows, np.int32)
         return out
 
     def action(self, m: dict, slot: int) -> int:
-        """motion dict x slot -> action id = (direction * n_speeds + speed) * n_size_changes + size_change."""
+        """motion dict x slot -> action id: (direction * n_speeds + speed) * n_sizes + size; static last."""
         if slot < 0:
             return -1
         n_sp, n_sc = len(self.speeds), len(self.sc_names)
-        return int((m["direction"][slot] * n_sp + max(int(m["speed"][slot]), 0)) * n_sc + m["size_change"][slot])
+        d, sc = int(m["direction"][slot]), int(m["size_change"][slot])
+        # NOTE: static objects have no speed, so they get n_sizes classes of their own (no empty classes).
+        motion = self.n_dirs * n_sp if d == self.n_dirs else d * n_sp + int(m["speed"][slot])
+        return motion * n_sc + sc
 
     def caption(self, m: dict, slot: int) -> str:
-        """motion dict x slot -> temporal caption, e.g. 'the red circle moves up fast'."""
+        """motion dict x slot -> temporal caption, e.g. 'the red circle moves up fast' (or identity only)."""
         if slot < 0:
             return ""
         spec = m["spec"]
         name = f"the {concepts.COLORS[spec.color[slot]]} {concepts.SHAPES[spec.shape[slot]]}"
+        if m["static_caption"]:
+            return name  # NOTE: `video.static_caption_p`: identity-only captions (no motion words).
         d = int(m["direction"][slot])
         text = (f"{name} stays still" if d == self.n_dirs
                 else f"{name} moves {self.dir_names[d]} {self.speed_names[m['speed'][slot]]}")
@@ -208,19 +249,23 @@ class Video:
         out["objects/speed"] = m["speed"]
         out["objects/size_change"] = m["size_change"]
         out["num_objects"] = np.int32(spec.num_objects)
-        out["events"] = self.events(m)
+        bounces = self.bounces(m)
+        out["events"] = self.events(m, bounces)
         out["labels/action"] = np.int32(self.action(m, m["main"]))
         out["frame_times"] = self.frame_times
-        if selected("video", fields) or selected("video/boxes", fields) or selected("video/visible", fields):
-            video, boxes = self._render(m)
-            if selected("video", fields):
-                out["video"] = video
-            if selected("video/boxes", fields):
-                out["video/boxes"] = boxes
-            if selected("video/visible", fields):
-                out["video/visible"] = boxes[..., 2] > boxes[..., 0]
+        want = tuple(k for k in VIDEO_FIELDS if wanted(k, fields))
+        if want:
+            out.update(self._render(m, want))
         if selected("captions/temporal", fields):
             out["captions/temporal"] = self.caption(m, m["main"])
+        if self.audio and any(wanted(k, fields) for k in AUDIO_FIELDS):
+            u = stream_uniforms(self.seed, split, index, "audio", 6 * audio_lib.MAX_TONES)
+            src = audio_lib.draw_tones(u, bounces, self.offscreen_p, self.duration, self.sample_rate)
+            wave = audio_lib.synthesize(src, self.n_samples, self.sample_rate)
+            full = {"audio/wave": wave, "audio/sources": src}
+            if wanted("audio/logmel", fields):
+                full["audio/logmel"] = audio_lib.logmel(wave, self.mel)
+            out.update({k: v for k, v in full.items() if wanted(k, fields)})
         out["meta/index"] = np.int64(index)
         out["meta/split_id"] = np.int64(splits.split_id(split))
         out["meta/dup_of"] = np.int64(-1)
@@ -228,16 +273,23 @@ class Video:
         out["meta/config_hash"] = self.config_hash
         return out
 
-    def _render(self, m: dict) -> tuple[np.ndarray, np.ndarray]:
-        """motion dict -> (uint8 [T,H,W,3] frames, float32 [T,O,4] visible-pixel boxes)."""
-        r, spec = self.cfg.resolution, m["spec"]
+    def _render(self, m: dict, want: tuple) -> dict:
+        """motion dict x wanted VIDEO_FIELDS -> {video u8 [T,H,W,3], video/boxes f32 [T,O,4], ...} per frame."""
+        r, spec, t_n, o = self.cfg.resolution, m["spec"], self.t_frames, self.o
         centers, scales = self.state_at(m, self.frame_times)
-        video = np.empty((self.t_frames, r, r, 3), np.uint8)
-        boxes = np.empty((self.t_frames, self.o, 4), np.float32)
-        for i in range(self.t_frames):
+        video = np.empty((t_n, r, r, 3), np.uint8)
+        boxes = np.empty((t_n, o, 4), np.float32)
+        inst = np.empty((t_n, r, r), np.int16) if "video/instance_map" in want or "video/masks" in want else None
+        for i in range(t_n):
             rend = self.raster.render(spec.replace(center=centers[i], scale=scales[i]))
             video[i], boxes[i] = rend["image"], rend["boxes"]
-        return video, boxes
+            if inst is not None:
+                inst[i] = rend["instance_map"]
+        full = {"video": video, "video/boxes": boxes, "video/visible": boxes[..., 2] > boxes[..., 0]}
+        if inst is not None:
+            full["video/instance_map"] = inst
+            full["video/masks"] = inst[:, None] == np.arange(o, dtype=np.int16)[None, :, None, None]
+        return {k: full[k] for k in want}
 
     def spec(self, fields: tuple) -> dict:
         """fields -> {path: (shape, dtype)} of `sample` (text: dtype `str`)."""
@@ -255,14 +307,23 @@ class Video:
         out["events"] = ((self.n_events, 4), i32)
         out["labels/action"] = ((), i32)
         out["frame_times"] = ((t,), np.dtype(np.float32))
-        if selected("video", fields):
-            out["video"] = ((t, r, r, 3), np.dtype(np.uint8))
-        if selected("video/boxes", fields):
-            out["video/boxes"] = ((t, o, 4), np.dtype(np.float32))
-        if selected("video/visible", fields):
-            out["video/visible"] = ((t, o), np.dtype(bool))
+        shapes = {"video": ((t, r, r, 3), np.uint8), "video/boxes": ((t, o, 4), np.float32),
+                  "video/visible": ((t, o), bool), "video/masks": ((t, o, r, r), bool),
+                  "video/instance_map": ((t, r, r), np.int16)}
+        for k in VIDEO_FIELDS:
+            if wanted(k, fields):
+                out[k] = (shapes[k][0], np.dtype(shapes[k][1]))
         if selected("captions/temporal", fields):
             out["captions/temporal"] = ((), str)
+        if self.audio:
+            n_mels = self.mel.shape[1]
+            frames = 1 + (self.n_samples - audio_lib.N_FFT) // audio_lib.HOP
+            shapes = {"audio/wave": ((self.n_samples,), np.float32),
+                      "audio/sources": ((audio_lib.MAX_TONES, 5), np.int32),
+                      "audio/logmel": ((frames, n_mels), np.float32)}
+            for k in AUDIO_FIELDS:
+                if wanted(k, fields):
+                    out[k] = (shapes[k][0], np.dtype(shapes[k][1]))
         out.update(META_SPEC)
         return out
 
@@ -274,7 +335,7 @@ class Video:
         return self.action(m, m["main"])
 
     def num_classes(self, task: str) -> int:
-        """'action' -> (directions + 1 static) * speeds * size_changes."""
+        """'action' -> (directions * speeds + 1 static) * size_changes."""
         if task not in LABEL_TASKS:
             raise ValueError(f"unknown task {task!r} for kind 'video'; valid: {', '.join(LABEL_TASKS)}")
-        return (self.n_dirs + 1) * len(self.speeds) * len(self.sc_names)
+        return (self.n_dirs * len(self.speeds) + 1) * len(self.sc_names)
