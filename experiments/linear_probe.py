@@ -47,7 +47,7 @@ def main(argv=None):
     ck = Checkpointer(args.workdir, async_save=False)
     state, _, step = ck.restore(state, shardings)
     ck.close()
-    embed_images, _ = exp.method.encoders(exp.model, cfg)
+    embed_images, _ = exp.encoders
     wcfg = cfg.data.world.copy_and_resolve_references()
     wcfg.objects.count = (1, 1)
     world = World(wcfg)

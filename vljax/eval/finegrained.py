@@ -156,7 +156,7 @@ def candidate_scores(exp, params, images: np.ndarray, tokens: np.ndarray) -> np.
             rows = np.arange(chunk)
             out.append(sc.reshape(chunk, chunk, k)[rows, rows])
         return np.concatenate(out)[:m]
-    embed_images, embed_texts = method.encoders(exp.model, exp.config)
+    embed_images, embed_texts = exp.encoders
     img = embed_in_batches(embed_images, params, images, exp.config.eval_batch_size, exp.mesh)
     txt = embed_in_batches(embed_texts, params, tokens.reshape(m * k, seq), exp.config.eval_batch_size, exp.mesh)
     img = img / np.linalg.norm(img, axis=-1, keepdims=True)

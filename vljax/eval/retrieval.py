@@ -41,7 +41,7 @@ def pairwise_scores(exp, params, images: np.ndarray, tokens: np.ndarray, directi
 
 def evaluate(exp, params, cfg) -> dict[str, float]:
     """cfg: split, n, caption (sample key) -> i2t_r{1,5,10}, t2i_r{1,5,10} (method's score_pairs when present)."""
-    embed_images, embed_texts = exp.method.encoders(exp.model, exp.config)
+    embed_images, embed_texts = exp.encoders
     key = cfg.get("caption", "caption")
     samples = world_samples(exp.world, cfg.split, int(cfg.n), ("image", key))
     images = np.stack([s["image"] for s in samples])

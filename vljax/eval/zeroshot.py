@@ -37,7 +37,7 @@ def evaluate(exp, params, cfg) -> dict[str, float]:
         wcfg.update_from_flattened_dict(dict(cfg.world_overrides.items() and
                                              _flatten(cfg.world_overrides.to_dict())))
         world = World(wcfg)
-    embed_images, embed_texts = exp.method.encoders(exp.model, exp.config)
+    embed_images, embed_texts = exp.encoders
     tasks = tuple(cfg.tasks)
     fields = ("image",) + tuple(f"labels/main_{t}" for t in tasks)
     samples = world_samples(world, cfg.split, int(cfg.n), fields)

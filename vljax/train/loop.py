@@ -7,6 +7,7 @@ checkpoint as the newest one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -87,6 +88,11 @@ class Experiment:
         step = make_train_step(loss_fn, self.tx, self.schedule, accum_steps=int(cfg.train.grad_accum_steps),
                                mesh=self.mesh)
         return jax.jit(step, in_shardings=(shardings, None), out_shardings=(shardings, None), donate_argnums=0)
+
+    @functools.cached_property
+    def encoders(self):
+        """The method's (embed_images, embed_texts), built once so every eval reuses their compiled executables."""
+        return self.method.encoders(self.model, self.config)
 
     def evaluate(self, params, step: int) -> dict[str, float]:
         """Runs config.evals on params -> flat {name: value}."""
