@@ -25,7 +25,9 @@ def test_pairwise_scores_chunks_match_direct():
         feats = im.reshape(im.shape[0], -1).astype(np.float32) @ params
         return feats @ tk.astype(np.float32).T * (1.0 if direction == "i2t" else -1.0)
 
-    exp = types.SimpleNamespace(method=types.SimpleNamespace(score_pairs=score_pairs), model=None, config=None)
+    # stands in for Experiment.pair_scorer (the jitted score_pairs hook)
+    scorer = lambda direction: lambda p, im, tk: score_pairs(None, None, p, im, tk, direction=direction)
+    exp = types.SimpleNamespace(pair_scorer=scorer)
     got = retrieval.pairwise_scores(exp, w, images, tokens, "i2t")
     want = (images.reshape(37, -1).astype(np.float32) @ w) @ tokens.astype(np.float32).T
     # f32 sums of ~50 products of size ~1e3: compare at 1e-5 of the largest score (cancellation otherwise).

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from vljax.convert import hf_clip
+from vljax.convert import hf_clip, hf_siglip
 from vljax.convert.common import (
     DTYPES,
     IDENTITY,
@@ -106,16 +106,7 @@ def model_config(source: MappingSource) -> dict:
     embed = shape("txt/head/kernel")[1]
     if embed != width:
         raise ConversionError(f"txt/head output {embed} != image width {width}: image heads are not supported")
-    return dict(
-        image=image,
-        text=text,
-        embed_dim=embed,
-        temperature_init=float(np.log(10.0)),
-        bias_init=-10.0,
-        img_proj_kind="none",
-        txt_proj_kind="linear_bias",
-        max_logit_scale=None,
-    )
+    return hf_siglip.siglip_two_tower(image, text, embed)
 
 
 def _block_rules(ours: str, theirs: str) -> list[Rule]:

@@ -21,8 +21,7 @@ import numpy as np
 from flax import traverse_util
 
 from vljax import sharding as shard_lib
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+from vljax.nn.dtypes import DTYPES  # noqa: F401 - re-exported for the converters
 
 
 class ConversionError(ValueError):

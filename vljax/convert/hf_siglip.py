@@ -106,16 +106,14 @@ def model_config(hf: dict) -> dict:
         norm_epsilon=txt["layer_norm_eps"],
         pad_mask=False,
     )
-    return dict(
-        image=image,
-        text=text,
-        embed_dim=embed,
-        temperature_init=float(np.log(10.0)),
-        bias_init=-10.0,
-        img_proj_kind="none",
-        txt_proj_kind="linear_bias",
-        max_logit_scale=None,
-    )
+    return siglip_two_tower(image, text, embed)
+
+
+def siglip_two_tower(image: dict, text: dict, embed: int) -> dict:
+    """Tower kwargs -> TwoTower kwargs with SigLIP's head: no image projection (the MAP head's output is the
+    embedding), a biased text projection, learned t = log 10 and b = -10, and no cap on the logit scale."""
+    return dict(image=image, text=text, embed_dim=embed, temperature_init=float(np.log(10.0)), bias_init=-10.0,
+                img_proj_kind="none", txt_proj_kind="linear_bias", max_logit_scale=None)
 
 
 def _rules(cfg: dict) -> list[Rule]:

@@ -13,7 +13,6 @@ when it has one (e.g. FILIP's late interaction), else the cosine of the global e
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from vljax import sharding as shard_lib
@@ -147,7 +146,7 @@ def candidate_scores(exp, params, images: np.ndarray, tokens: np.ndarray) -> np.
     if hasattr(method, "score_pairs"):
         div = shard_lib.batch_size_divisor(exp.mesh)
         chunk = max(div, CHUNK_IMAGES // div * div)
-        fn = jax.jit(lambda p, im, tk: method.score_pairs(exp.model, exp.config, p, im, tk, direction="i2t"))
+        fn = exp.pair_scorer("i2t")
         img_p, tok_p = _pad_rows(images, chunk), _pad_rows(tokens, chunk)
         out = []
         for s in range(0, len(img_p), chunk):

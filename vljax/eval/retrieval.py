@@ -26,9 +26,7 @@ def recall_at_k(sim: np.ndarray, same: np.ndarray, ks=KS) -> dict[int, float]:
 
 def pairwise_scores(exp, params, images: np.ndarray, tokens: np.ndarray, direction: str) -> np.ndarray:
     """uint8 [N, H, W, 3] x int [M, L] -> [N, M] scores from the method's own `score_pairs` hook."""
-    import jax
-
-    fn = jax.jit(lambda p, im, tk: exp.method.score_pairs(exp.model, exp.config, p, im, tk, direction=direction))
+    fn = exp.pair_scorer(direction)
     out = []
     for s in range(0, len(images), CHUNK_IMAGES):
         chunk = images[s : s + CHUNK_IMAGES]

@@ -12,16 +12,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vljax.nn.dtypes import dtype
 from vljax.losses import contrastive
 from vljax.models.two_tower import TwoTower
 from vljax.sharding import BATCH_AXES
 
 EVALS = ("zeroshot", "retrieval")
 LOSS = "softmax"
-
-
-def _dtype(name: str):
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
 def build(config, vocab_size: int) -> TwoTower:
@@ -34,7 +31,7 @@ def build(config, vocab_size: int) -> TwoTower:
     return TwoTower(image=image, text=text, embed_dim=int(m.embed_dim),
                     temperature_init=float(m.temperature_init),
                     bias_init=None if m.get("bias_init") is None else float(m.bias_init),
-                    dtype=_dtype(m.dtype))
+                    dtype=dtype(m.dtype))
 
 
 def preprocess_images(images: jax.Array) -> jax.Array:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vljax.data.tokenizer import BOS, EOS, PAD
+from vljax.nn.dtypes import dtype
 from vljax.losses import lm as lm_loss
 from vljax.models import decoding
 from vljax.models.lvlm import LVLM
@@ -21,10 +22,6 @@ from vljax.models.lvlm import LVLM
 EVALS = ("generation",)
 TASKS = ("qa", "caption")
 CAPTION_PROMPT = "describe the image ."
-
-
-def _dtype(name: str):
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
 def build(config, vocab_size: int) -> LVLM:
@@ -39,7 +36,7 @@ def build(config, vocab_size: int) -> LVLM:
         projector_pool=int(m.projector_pool),
         patch_size=int(m.patch_size),
         image_token_id=int(m.image_token_id),
-        dtype=_dtype(m.dtype),
+        dtype=dtype(m.dtype),
     )
 
 

@@ -94,6 +94,12 @@ class Experiment:
         """The method's (embed_images, embed_texts), built once so every eval reuses their compiled executables."""
         return self.method.encoders(self.model, self.config)
 
+    @functools.cache
+    def pair_scorer(self, direction: str):
+        """Jitted method.score_pairs(params, images, tokens) for 'i2t' | 't2i', built once per direction."""
+        method, model, config = self.method, self.model, self.config
+        return jax.jit(lambda p, im, tk: method.score_pairs(model, config, p, im, tk, direction=direction))
+
     def evaluate(self, params, step: int) -> dict[str, float]:
         """Runs config.evals on params -> flat {name: value}."""
         from vljax.eval import run_evals

@@ -54,11 +54,7 @@ class Kind3D:
             raise ValueError(f"index must be >= 0, got {index}")
         raw = self._sampler(self._gen_cfg, self.seed, split, index, fields)
         out = {k: v for k, v in raw.items() if self._keep(k, fields)}
-        out["meta/index"] = np.int64(index)
-        out["meta/split_id"] = np.int64(splits.split_id(split))
-        out["meta/dup_of"] = np.int64(-1)
-        out["meta/mismatched"] = np.bool_(False)
-        out["meta/config_hash"] = self.config_hash
+        out.update(splits.meta_fields(split, index, self.config_hash))
         return out
 
     def spec(self, fields: tuple) -> dict:

@@ -64,3 +64,9 @@ def label_fraction(size: int, frac: float, seed: int, split: str) -> np.ndarray:
         raise ValueError(f"label_fraction: frac={frac} outside [0, 1]")
     perm = _subset_rng(seed, f"label_fraction/{split}").permutation(size)
     return np.sort(perm[:int(round(frac * size))]).astype(np.int64)
+
+
+def meta_fields(split: str, index: int, config_hash: str, dup_of: int = -1) -> dict:
+    """(split, index) -> the bookkeeping fields every sample carries: meta/{index,split_id,dup_of,mismatched,config_hash}."""
+    return {"meta/index": np.int64(index), "meta/split_id": np.int64(split_id(split)),
+            "meta/dup_of": np.int64(dup_of), "meta/mismatched": np.bool_(False), "meta/config_hash": config_hash}

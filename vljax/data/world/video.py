@@ -266,11 +266,7 @@ class Video:
             if wanted("audio/logmel", fields):
                 full["audio/logmel"] = audio_lib.logmel(wave, self.mel)
             out.update({k: v for k, v in full.items() if wanted(k, fields)})
-        out["meta/index"] = np.int64(index)
-        out["meta/split_id"] = np.int64(splits.split_id(split))
-        out["meta/dup_of"] = np.int64(-1)
-        out["meta/mismatched"] = np.bool_(False)
-        out["meta/config_hash"] = self.config_hash
+        out.update(splits.meta_fields(split, index, self.config_hash))
         return out
 
     def _render(self, m: dict, want: tuple) -> dict:

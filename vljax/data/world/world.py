@@ -241,11 +241,7 @@ class World(TextAPI):
             has_label, has_caption = kind != 1, kind != 0
         out["has/label"] = np.bool_(has_label)
         out["has/caption"] = np.bool_(has_caption)
-        out["meta/index"] = np.int64(index)
-        out["meta/split_id"] = np.int64(splits.split_id(split))
-        out["meta/dup_of"] = np.int64(dup)
-        out["meta/mismatched"] = np.bool_(False)
-        out["meta/config_hash"] = self.config_hash
+        out.update(splits.meta_fields(split, index, self.config_hash, dup_of=dup))
         return out
 
     # ------------------------------------------------------------------ schema
