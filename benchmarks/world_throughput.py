@@ -6,7 +6,7 @@ text fields are produced only when vljax.data.world.annotate is importable; the 
 64^2; room = 2,048 scene points + 4 RGB-D views at 64^2 + per-object points, scene graph, text, refs.
 Video row: `video` preset clips of 8 frames at 64x64 (frames, boxes, visibility, events, temporal caption).
 Rates are CPU time of this process (`time.process_time`), best of 3 rounds.
-Usage: .venv/bin/python benchmarks/world_throughput.py [--seconds 3]
+Usage: .venv/bin/python benchmarks/world_throughput.py [--seconds 3] [--presets medical64,aerial64]
 """
 from __future__ import annotations
 
@@ -47,7 +47,15 @@ def main() -> int:
     """CLI entry point; returns the exit status."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--presets", default="", help="comma-separated world presets to time alone with their default "
+                    "fields (no target), e.g. medical64,aerial64")
     args = ap.parse_args()
+    if args.presets:
+        print(f"{'preset':>10} {'items/s/core':>14}  fields")
+        for name in args.presets.split(","):
+            w = world.World(world.get_config(name))
+            print(f"{name:>10} {rate(w, args.seconds, fields=None):>14.0f}  {', '.join(w.cfg.fields)}")
+        return 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         base = world.World(world.get_config("image64"))

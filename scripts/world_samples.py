@@ -31,7 +31,8 @@ def describe(ex: dict) -> str:
     return "; ".join(parts)
 
 
-def grid(w: world.World, split: str, n: int, path: str, title: str) -> None:
+def grid(w: world.World, split: str, n: int, path: str, title: str,
+         fields=("image", "boxes", "captions/short")) -> None:
     """Renders n samples of `split` in a grid with captions below each image."""
     cols = min(n, 4)
     rows = (n + cols - 1) // cols
@@ -40,13 +41,51 @@ def grid(w: world.World, split: str, n: int, path: str, title: str) -> None:
         ax.axis("off")
         if k >= n:
             continue
-        ex = w.sample(split, k, fields=("image", "boxes", "captions/short"))
+        ex = w.sample(split, k, fields=fields)
         ax.imshow(ex["image"], interpolation="nearest")
         ax.set_title("\n".join(textwrap.wrap(describe(ex), 34)[:6]), fontsize=7, y=-0.02, va="top")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def strips(rows: list, path: str, title: str) -> None:
+    """rows of (label, uint8 [T,H,W,3] clip) -> one figure, a row of frames per clip, label on the left."""
+    t_n = max(len(v) for _, v in rows)
+    fig, axes = plt.subplots(len(rows), t_n, figsize=(1.3 * t_n, 1.5 * len(rows)), squeeze=False)
+    for (label, clip), row in zip(rows, axes):
+        for t, ax in enumerate(row):
+            ax.axis("off")
+            if t < len(clip):
+                ax.imshow(clip[t], interpolation="nearest")
+        row[0].set_title("\n".join(textwrap.wrap(label, 60)[:2]), fontsize=7, loc="left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def video_strips(out: str) -> None:
+    """Writes world_surgical.png (one surgical clip per level) and world_pairs.png (UniVid pair/* tasks)."""
+    surg = world.World(world.get_config("surgical"))
+    rows, levels = [], set()
+    for i in range(64):
+        ex = surg.sample("train", i, ("video", "caption"))
+        lvl = int(ex["clip/level"])
+        if ex["flags/is_surgical_content"] and lvl not in levels:
+            levels.add(lvl)
+            rows.append((f"[{('phase', 'step', 'task')[lvl]}, train {i}] {ex['caption']}", ex["video"]))
+    strips(sorted(rows), os.path.join(out, "world_surgical.png"), "surgical preset: one clip per caption level")
+    vid = world.World(world.get_config("video")).variant(**{"video.frames": 5})
+    rows, tasks = [], set()
+    for i in range(40):
+        ex = vid.sample("train", i, ("pair",))
+        if ex["pair/task"] not in tasks:
+            tasks.add(ex["pair/task"])
+            rows += [(f"pair/{ex['pair/task']} source (train {i})", ex["pair/source"]),
+                     (f"pair/{ex['pair/task']} target", ex["pair/target"])]
+    strips(rows, os.path.join(out, "world_pairs.png"), "UniVid pair/* (5 frames, 64 px)")
 
 
 def field_table(w: world.World, fields) -> str:
@@ -75,6 +114,10 @@ def main() -> None:
                            "objects.count": (3, 6)})
     grid(rich, "train", 8, os.path.join(args.out, "world_rich128.png"),
          "128 px: 13 shapes, textures, marks, rotation, free layout, gradient")
+    for preset in ("medical64", "aerial64"):
+        # NOTE: domain worlds show `caption` (medical: the report; aerial: the scene caption).
+        grid(world.World(world.get_config(preset)), "train", 8, os.path.join(args.out, f"world_{preset}.png"),
+             f"{preset}, split train", fields=("image", "caption"))
     styles = [base.variant(style=s, background="color") for s in concepts.STYLES]
     fig, axes = plt.subplots(1, len(styles), figsize=(3 * len(styles), 3.2))
     for ax, s, w in zip(axes, concepts.STYLES, styles):
@@ -84,6 +127,7 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "world_styles.png"), dpi=100)
     plt.close(fig)
+    video_strips(args.out)
     if args.table:
         print(field_table(base, ("image", "boxes", "masks", "instance_map")))
 

@@ -60,6 +60,9 @@ class _Ctx(NamedTuple):
     ref_per_sample: int
     partners: dict      # shape id -> co-occurrence partner shape ids (prior rules "shape=a -> +shape=b")
     max_objects: int
+    heldout_tpl: frozenset = frozenset()   # qa.heldout_templates as template ids (type id * 8 + paraphrase)
+    text_only_p: float = 0.0
+    translation_noise: float = 0.0
 
 
 _CTX_CACHE: "weakref.WeakKeyDictionary[Any, _Ctx]" = weakref.WeakKeyDictionary()
@@ -112,12 +115,45 @@ def _context(world) -> _Ctx:
         qa_per_sample=int(qa.per_sample), qa_types=tuple(qa.types), mc_choices=int(qa.mc_choices),
         pope_per_sample=int(pope.per_sample) if pope is not None else 0,
         pope_negatives=tuple(pope.get("negatives", POPE_NEGATIVES)) if pope is not None else POPE_NEGATIVES,
-        ref_per_sample=int(cfg.ref.per_sample), partners=partners, max_objects=int(cfg.objects.max))
+        ref_per_sample=int(cfg.ref.per_sample), partners=partners, max_objects=int(cfg.objects.max),
+        heldout_tpl=heldout_template_ids(qa.heldout_templates), text_only_p=float(qa.text_only_p),
+        translation_noise=float(cfg.translation_noise))
+    if not 0.0 <= ctx.text_only_p <= 1.0:
+        raise ValueError(f"qa.text_only_p={ctx.text_only_p} outside [0, 1]")
+    if not 0.0 <= ctx.translation_noise <= 1.0:
+        raise ValueError(f"translation_noise={ctx.translation_noise} outside [0, 1]")
     try:
         _CTX_CACHE[world] = ctx
     except TypeError:
         pass
     return ctx
+
+
+# QA type -> the frame its questions use (template id = type id * 8 + paraphrase index of that frame).
+QA_FRAME = {"color": "ASK", "shape": "ASK", "size": "ASK", "texture": "ASK", "count": "COUNT", "position": "WHERE",
+            "existence": "EXISTQ", "relation": "RELQ", "compare": "COMPARE", "two_hop": "ASK"}
+
+
+def template_ids(qtype: str) -> tuple:
+    """QA type -> its template ids (type id * 8 + paraphrase)."""
+    tid = QA_TYPES.index(qtype)
+    return tuple(tid * 8 + v for v in range(rz.num_paraphrases(QA_FRAME[qtype], "en")))
+
+
+def heldout_template_ids(entries) -> frozenset:
+    """qa.heldout_templates (template ids and/or QA type names = all their templates) -> frozenset of ids."""
+    out = set()
+    for e in entries:
+        if isinstance(e, str):
+            if e not in QA_TYPES:
+                raise ValueError(f"qa.heldout_templates: unknown QA type {e!r}; valid: {', '.join(QA_TYPES)}")
+            out.update(template_ids(e))
+            continue
+        e = int(e)
+        if not 0 <= e // 8 < len(QA_TYPES) or e not in template_ids(QA_TYPES[e // 8]):
+            raise ValueError(f"qa.heldout_templates: {e} is no template id (type id * 8 + paraphrase)")
+        out.add(e)
+    return frozenset(out)
 
 
 class _Draws:
@@ -549,24 +585,49 @@ def _one_qa(ctx, objs, rels, d, qtype):
     return _qa_two_hop(ctx, objs, rels, d)
 
 
-def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
-    """-> qa/* fields: Q questions, types drawn uniformly with fallback to the next type that fits."""
+def _allowed_variants(ctx, qtype: str, frame: str, heldout_split: bool) -> list:
+    """-> paraphrase indices of `frame` usable for `qtype` in this split (held-out ids only in heldout_templates)."""
+    base = QA_TYPES.index(qtype) * 8
+    return [v for v in range(rz.num_paraphrases(frame, "en")) if ((base + v) in ctx.heldout_tpl) == heldout_split]
+
+
+def _qa(ctx, spec, objs, rels, split, index, areas, context=False) -> dict:
+    """-> qa/* fields: Q questions, types drawn uniformly with fallback to the next type that fits.
+
+    With `qa.heldout_templates`, held-out template ids are used only in split `heldout_templates` (whose questions
+    use only them); with `context`, items drawn text-only (`qa.text_only_p`) get the facts in `qa/context`.
+    """
     q, c = ctx.qa_per_sample, ctx.mc_choices
     questions, answers, choices_out = [""] * q, [""] * q, [("",) * c] * q
     # NOTE: rows type, template, target, area_bin, answer_index as Python lists; one array at the end.
     ints = [[-1] * q for _ in range(5)]
     types = ctx.qa_types
+    held = bool(ctx.heldout_tpl)
+    held_split = split == "heldout_templates"
+    if held_split:
+        if not held:
+            raise ValueError("split 'heldout_templates' needs qa.heldout_templates")
+        types = tuple(t for t in QA_TYPES if any(x // 8 == QA_TYPES.index(t) for x in ctx.heldout_tpl))
+    items = [None] * q
     for i, d in enumerate(_windows(ctx, split, index, "qa", q) if q else []):
         start = d.int(len(types))
         for k in range(len(types)):
             qtype = types[(start + k) % len(types)]
             item = _one_qa(ctx, objs, rels, d, qtype)
+            if item is not None and held:
+                allowed = _allowed_variants(ctx, qtype, item[0], held_split)
+                if not allowed:
+                    item = None
             if item is not None:
                 break
         else:
             continue
         frame, kw, answer, target = item
-        variant = d.int(rz.num_paraphrases(frame, "en"))
+        if held:
+            variant = allowed[d.int(len(allowed))]
+        else:
+            variant = d.int(rz.num_paraphrases(frame, "en"))
+        items[i] = (qtype, frame, kw, answer)
         question = rz.frame_text(frame, "en", variant, **kw)
         tid = QA_TYPES.index(qtype)
         if c > 0:
@@ -587,7 +648,40 @@ def _qa(ctx, spec, objs, rels, split, index, areas) -> dict:
            "qa/target": arr[2], "qa/area_bin": arr[3]}
     if c > 0:
         res["qa/choices"], res["qa/answer_index"] = tuple(choices_out), arr[4]
+    if context:
+        res.update(_qa_context(ctx, objs, rels, split, index, items))
     return res
+
+
+def _qa_context(ctx, objs, rels, split, index, items) -> dict:
+    """-> qa/context, qa/needs_image: text-only items (share text_only_p) state the scene's facts in words.
+
+    The context lists every object group with its position (EXIST sentences) and, for relation and two-hop
+    items, the one true relation the answer rests on, so a reader of the context alone can answer.
+    """
+    q = len(items)
+    # NOTE: one extra window after the q QA windows: the QA draws above are unchanged by text-only sampling.
+    u = stream_uniforms(ctx.seed, split, index, "qa", (q + 1) * _WINDOW)[q * _WINDOW:q * _WINDOW + q].tolist()
+    facts = [("EXIST", 0, {"np": np_}) for np_ in _groups(ctx, objs, True)]
+    contexts, needs = [""] * q, np.ones(q, bool)
+    uniq = None
+    for i, item in enumerate(items):
+        if item is None or u[i] >= ctx.text_only_p:
+            continue
+        qtype, frame, kw, answer = item
+        extra = []
+        if qtype == "relation":
+            pred = kw["pred"] if answer == "yes" else _CONVERSE[kw["pred"]]
+            extra = [("REL", 0, {"np": kw["np"], "np2": kw["np2"], "pred": pred})]
+        elif qtype == "two_hop":
+            uniq = _full_unique(ctx, objs) if uniq is None else uniq
+            pred, other = kw["np"].rel
+            subj = [s for s, p, o in rels if p == pred and o == other.slot and s != o]
+            (o,) = [x for x in objs if x.slot == subj[0]]
+            extra = [("REL", 0, {"np": _np(ctx, o, None, False, True), "np2": other, "pred": pred})]
+        contexts[i] = _realize_plan([[f] for f in facts + extra], "en", False, False)[0]
+        needs[i] = False
+    return {"qa/context": tuple(contexts), "qa/needs_image": needs}
 
 
 # ---------------------------------------------------------------------------------------------- POPE, refs
@@ -694,6 +788,8 @@ class _Selection(NamedTuple):
 
 
 _OTHER = ("tags", "summary", "entities", "qa", "pope", "ref", "negatives/swap_attr")
+# NOTE: variant groups are selected by their prefix or by any path below it ("contrast/image").
+_VARIANTS = ("contrast", "pref", "cf", "conversation")
 
 
 @functools.lru_cache(maxsize=512)
@@ -707,7 +803,10 @@ def _selection(cfg_kinds: tuple, default: str, ml_kind: str, languages: tuple, f
     spans = frozenset(k for k in CAPTION_KINDS if chosen("spans", k))
     kinds = [k for k in CAPTION_KINDS if k in text or k in spans]
     caption = _wanted("caption", fields)
-    other = frozenset(o for o in _OTHER if _wanted(o, fields))
+    other = frozenset([o for o in _OTHER if _wanted(o, fields)]
+                      + [v for v in _VARIANTS if _wanted(v, fields) or _explicit(v, fields)]
+                      + (["qa/context"] if _explicit("qa/context", fields) or _explicit("qa/needs_image", fields)
+                         else []))
     if (caption or "entities" in other) and default not in kinds:
         kinds.append(default)
     sentences = _wanted("captions/sentences", fields)
@@ -780,14 +879,68 @@ def annotate(world, spec: SceneSpec, relations, split: str, index: int, fields=N
     for lang in sel.ml:
         if ctx.ml_kind in ("raw", "ptp"):
             raise ValueError(f"caption.ml_kind={ctx.ml_kind!r} is English-only; use short/positional/long/...")
-        out[f"captions_ml/{lang}"] = _realize_plan(plan(ctx.ml_kind), lang, False, False)[0]
+        if ctx.translation_noise > 0 and lang != "en":
+            text, n_replaced, _ = noisy_caption(ctx, plan(ctx.ml_kind), lang, split, index)
+            out[f"captions_ml/{lang}"] = text
+            out[f"captions_ml_noisy/{lang}"] = np.bool_(n_replaced > 0)
+        else:
+            out[f"captions_ml/{lang}"] = _realize_plan(plan(ctx.ml_kind), lang, False, False)[0]
     if sel.other:
-        _other(ctx, spec, objs, rels, split, index, sel.other, texts, n_slots, boxes, areas, draws, out)
+        _other(ctx, spec, objs, rels, split, index, sel.other, texts, n_slots, boxes, areas, draws, out,
+               world=world, fields=fields)
     return out
 
 
-def _other(ctx, spec, objs, rels, split, index, other, texts, n_slots, boxes, areas, draws, out) -> None:
-    """Fills tags, summary, entities, qa, pope, ref and negatives into `out`."""
+_NOISE_TYPES = (rz.COUNT, rz.SIZE, rz.COLOR, rz.TEXTURE, rz.SHAPE, rz.POSITION, rz.RELATION)
+_NOISE_WINDOW = 256   # uniforms per language (wraps for longer captions)
+
+
+def _alternatives(ctx, L, typ: int, concept: int, word: str) -> list:
+    """(span type, concept id, surface word) -> other surface words of the same category (enabled values)."""
+    T = rz._TABLES[L.code]
+    if typ == rz.COUNT:
+        table, ids = T.num, range(1, ctx.max_objects + 1)
+    elif typ == rz.SIZE:
+        table, ids = T.size, ctx.sizes
+    elif typ == rz.COLOR:
+        table, ids = T.color, ctx.colors
+    elif typ == rz.TEXTURE:
+        table, ids = T.texture, ctx.textures if len(ctx.textures) > 1 else range(len(concepts.TEXTURES))
+    elif typ == rz.SHAPE:
+        table = T.shape_pl if word == T.shape_pl[concept] and word != T.shape_sg[concept] else T.shape_sg
+        ids = ctx.shapes
+    elif typ == rz.POSITION:
+        table, ids = T.pos, range(len(concepts.POSITIONS))
+    else:
+        return [w for r in concepts.RELATIONS if (w := L.words["rel:" + r]) and w != word]
+    return [table[i] for i in ids if table[i] != word]
+
+
+def noisy_caption(ctx, plan: list, lang: str, split: str, index: int) -> tuple:
+    """(caption plan, lang) -> (text, words replaced, content words): each content word is replaced by another
+    word of its category with probability `translation_noise` (RS-M-CLIP), on the `language` stream."""
+    L = lexicon.language(lang)
+    pieces = [p for sent in plan for frame, variant, kw in sent for p in rz.frame_pieces(frame, lang, variant, **kw)]
+    k = concepts.LANGUAGES.index(lang)
+    u = stream_uniforms(ctx.seed, split, index, "language", 2 * _NOISE_WINDOW * len(concepts.LANGUAGES))
+    u = u[2 * _NOISE_WINDOW * k:2 * _NOISE_WINDOW * (k + 1)].tolist()
+    out, n_content, n_replaced = [], 0, 0
+    for j, piece in enumerate(pieces):
+        text, typ, slot, concept, sep = piece
+        if typ in _NOISE_TYPES and concept >= 0:
+            n_content += 1
+            if u[(2 * j) % len(u)] < ctx.translation_noise:
+                alts = _alternatives(ctx, L, typ, concept, text)
+                if alts:
+                    text = alts[min(int(u[(2 * j + 1) % len(u)] * len(alts)), len(alts) - 1)]
+                    n_replaced += 1
+        out.append((text, typ, slot, concept, sep))
+    return rz.join(out, False)[0], n_replaced, n_content
+
+
+def _other(ctx, spec, objs, rels, split, index, other, texts, n_slots, boxes, areas, draws, out, world=None,
+           fields=()) -> None:
+    """Fills tags, summary, entities, qa, pope, ref, negatives and the variant groups into `out`."""
     if "tags" in other:
         tags = [f"{concepts.COLORS[o.color]} {concepts.SHAPES[o.shape]}" for o in objs]
         out["tags"] = tuple(tags) + ("",) * (n_slots - len(tags))
@@ -800,14 +953,36 @@ def _other(ctx, spec, objs, rels, split, index, other, texts, n_slots, boxes, ar
                 ents.append(concepts.SHAPES[s[4]])
         ents = ents[:n_slots]
         out["entities"] = tuple(ents) + ("",) * (n_slots - len(ents))
-    if "qa" in other:
-        out.update(_qa(ctx, spec, objs, rels, split, index, areas))
+    if "qa" in other or "qa/context" in other:
+        qa = _qa(ctx, spec, objs, rels, split, index, areas,
+                 context=ctx.text_only_p > 0 or "qa/context" in other)
+        out.update(qa if "qa" in other else {k: qa[k] for k in ("qa/context", "qa/needs_image")})
     if "pope" in other:
         out.update(_pope(ctx, objs, split, index))
     if "ref" in other:
         out.update(_refs(ctx, spec, objs, rels, split, index, np.asarray(boxes, np.float32)))
     if "negatives/swap_attr" in other:
         out["negatives/swap_attr"] = _swap_attr(ctx, objs, draws("swap_attr"))
+    if world is not None and other & _VARIANT_SET:
+        from vljax.data.world import conversation, variants  # NOTE: local import: both import this module.
+        if "contrast" in other:
+            out.update(variants.contrast(world, spec, split, index, _sub(fields, "contrast")))
+        if "pref" in other:
+            out.update(variants.preference(world, ctx, spec, objs, split, index))
+        if "cf" in other:
+            out.update(variants.counterfactual(world, spec, split, index, _sub(fields, "cf")))
+        if "conversation" in other:
+            bx = spec_boxes(spec) if boxes is None else boxes
+            out.update(conversation.conversation(world, ctx, spec, objs, rels, split, index, bx))
+
+
+_VARIANT_SET = frozenset(_VARIANTS)
+
+
+def _sub(fields: tuple, group: str) -> tuple:
+    """fields -> the paths naming `group` or below it (the whole group when only a parent prefix is given)."""
+    sub = tuple(f for f in fields if f == group or f.startswith(group + "/"))
+    return sub or (group,)
 
 
 _CAPTION_WINDOW = {k: i for i, k in enumerate(CAPTION_KINDS + ("swap_attr",))}

@@ -9,7 +9,7 @@ import ml_collections
 from vljax.data.world import concepts
 
 WORLD_VERSION = 1
-PRESETS = ("image32", "image64", "hires128", "object3d", "room", "video")
+PRESETS = ("image32", "image64", "hires128", "object3d", "room", "video", "surgical", "medical64", "aerial64")
 # NOTE: splits with their own construction (2.4); all other names are plain namespaces.
 SPECIAL_SPLITS = ("in_prior", "counter_prior", "heldout", "novel", "pairs", "cf", "ood_style",
                   "heldout_templates")
@@ -18,6 +18,7 @@ EVAL_SIZE = 2_000
 OBJECT3D_FIELDS = ("points", "normals", "depth", "views", "rgb_view", "rgb_view_angle", "depth_pair")
 ROOM_FIELDS = ("room", "ref", "scene_points", "rgbd")
 VIDEO_FIELDS = ("video", "captions/temporal")
+SURGICAL_FIELDS = ("video", "caption", "captions/raw_narration")
 
 
 def _defaults() -> ml_collections.ConfigDict:
@@ -105,6 +106,22 @@ def get_config(preset: str = "image64") -> ml_collections.ConfigDict:
         c.fields = VIDEO_FIELDS
         c.video.size_changes = ("static", "grow", "shrink")
         c.video.events = ("move", "bounce", "grow", "shrink")
+    elif preset in ("medical64", "aerial64"):
+        # NOTE: domain objects use canonical shape ids up to rectangle and colors white / brown (domains.py).
+        c.domain = preset[:-2]
+        c.objects.shapes, c.objects.colors = 10, 10
+        if preset == "medical64":
+            c.objects.textures = ("solid", "striped", "dotted")
+            c.objects.max, c.objects.count = 3, (0, 3)
+            c.qa.types = ("finding_type", "zone", "superclass", "count")
+            c.fields = ("image", "boxes", "masks", "caption", "captions/report", "spans/report", "qa")
+        else:
+            c.objects.max = 12
+            c.fields = ("image", "boxes", "caption", "captions", "qa")
+    elif preset == "surgical":
+        c.kind = "video"
+        c.domain = "surgical"
+        c.fields = SURGICAL_FIELDS
     return c
 
 
@@ -214,8 +231,11 @@ def validate(cfg) -> None:
         raise ValueError(f"style={cfg.style!r}; valid: {', '.join(concepts.STYLES)}")
     if cfg.background not in ("gray", "color", "gradient"):
         raise ValueError(f"background={cfg.background!r}; valid: gray, color, gradient")
-    if cfg.domain != "natural":
-        raise ValueError(f"domain={cfg.domain!r}: only 'natural' is implemented so far")
+    # NOTE: domain "surgical" is a video-only domain (WORLD.md 2.6), rendered by surgical.py.
+    if cfg.domain == "surgical" and cfg.kind != "video":
+        raise ValueError(f"domain='surgical' needs kind='video', got kind={cfg.kind!r}")
+    from vljax.data.world import domains  # NOTE: local import: domains imports the renderer, which imports config.
+    domains.validate(cfg)
     o = cfg.objects
     if not 1 <= o.shapes <= len(concepts.SHAPES):
         raise ValueError(f"objects.shapes={o.shapes} outside 1..{len(concepts.SHAPES)}")

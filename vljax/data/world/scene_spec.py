@@ -33,6 +33,7 @@ class SceneSpec:
     horizon: float = 0.5   # gradient background: y of the sky/ground transition
     noise_seed: int = 0    # seeds pixel noise of noisy styles (drawn on the scene's style stream)
     domain: str = "natural"  # NOTE: renderer switch; medical / aerial / surgical slot in here
+    domain_params: tuple = ()  # background-layer parameters of a non-natural domain (domains.py); () for natural
 
     @property
     def num_objects(self) -> int:

@@ -20,10 +20,19 @@ class TextAPI:
 
     def class_names(self, task: str, lang: str = "en") -> tuple:
         """Class names of a label task ('shape', 'color', 'color_shape', ...) in label-id order."""
+        gen = getattr(self, "_generator", None)  # NOTE: video / surgical worlds name their own label tasks.
+        if task in getattr(gen, "CLASS_NAME_TASKS", ()):
+            return gen.class_names(task, lang)
+        from vljax.data.world import domains  # NOTE: local import keeps the text API importable on its own.
+        if task in domains.DOMAIN_TASKS:
+            return domains.class_names(task, lang, self.cfg)
         return templates_lib.class_names(task, lang, self.cfg)
 
     def templates(self, lang: str, kind: str) -> tuple:
-        """Prompt templates with one '{}' slot (kinds: photo, caption_style, ensemble_image, ...)."""
+        """Prompt templates with one '{}' slot (kinds: photo, caption_style, ensemble_image, aerial, medical, ...)."""
+        from vljax.data.world import domains
+        if kind in domains.TEMPLATES:
+            return domains.templates(lang, kind)
         return templates_lib.templates(lang, kind)
 
     def descriptors(self, task: str) -> dict:

@@ -4,16 +4,18 @@ Motion is a closed-form function of continuous time t in [0, video.duration]: th
 p0 + v*t folded back into the box where the object stays fully inside the image (a reflection at each
 wall is a `bounce` event), and the circumradius is s0 * (1 + g*t) for grow / shrink. Frames are the 2D
 renderer (`Raster2D.render`) called once per frame time on the t=0 `SceneSpec` moved to that time.
-`Video` gives the World its `sample` / `spec` / `label` for `cfg.kind == "video"`.
+`Video` gives the World its `sample` / `spec` / `label` for `cfg.kind == "video"`. Action pairs
+(`video.action_pairs`) give each of slots 0 and 1 an active window (first / second half of the clip);
+opt-in extras (moments, flash, UniVid pairs, order contrast, audio captions) live in `video_extras.py`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from vljax.data.world import audio as audio_lib
-from vljax.data.world import concepts
 from vljax.data.world import scene2d
 from vljax.data.world import splits
+from vljax.data.world import video_extras as extras
 from vljax.data.world.kind3d import META_SPEC, selected
 from vljax.data.world.raster2d import Raster2D
 from vljax.data.world.rng import stream_uniforms
@@ -36,6 +38,8 @@ LABEL_TASKS = ("action",)
 VIDEO_FIELDS = ("video", "video/boxes", "video/visible", "video/masks", "video/instance_map")
 AUDIO_FIELDS = ("audio/wave", "audio/sources", "audio/logmel")
 _OPT_IN = ("video/masks", "video/instance_map", "audio/logmel")
+PAIR_FIELDS = ("pair/task", "pair/source", "pair/target", "pair/perm")
+CONTRAST_FIELDS = ("contrast/video", "contrast/caption", "contrast/events", "contrast/factor")
 
 
 def wanted(path: str, fields: tuple) -> bool:
@@ -99,8 +103,16 @@ class Video:
                              f"valid: {', '.join(EVENTS_IMPLEMENTED)}")
         if not 0.0 <= float(vc.static_caption_p) <= 1.0:
             raise ValueError(f"video.static_caption_p={vc.static_caption_p} outside [0, 1]")
-        if vc.action_pairs or float(vc.flash_p) > 0:
-            raise ValueError("video.action_pairs / video.flash_p are not implemented yet")
+        if not 0.0 <= float(vc.flash_p) <= 1.0:
+            raise ValueError(f"video.flash_p={vc.flash_p} outside [0, 1]")
+        if vc.action_pairs and int(cfg.objects.count[0]) < 2:
+            raise ValueError(f"video.action_pairs needs objects.count >= 2, got {tuple(cfg.objects.count)}")
+        if vc.action_pairs and "static" not in vc.size_changes:
+            raise ValueError(f"video.action_pairs needs 'static' in video.size_changes={tuple(vc.size_changes)} "
+                             "(objects other than the pair stay still)")
+        av = tuple(cfg.caption.av_subset)
+        if len(av) != 2 or min(av) < 0 or sum(av) > 1:
+            raise ValueError(f"caption.av_subset={av} must be two shares >= 0 summing to <= 1")
         if cfg.style in ("noisy_bg", "texture_noise"):
             raise ValueError(f"style={cfg.style!r} is not implemented for kind 'video'")
         if int(cfg.downsample) != 1:
@@ -135,21 +147,42 @@ class Video:
         self.growth = np.array([GROWTH[s] for s in self.sc_names]) / self.duration
         self.bounce = "bounce" in vc.events
         self.static_caption_p = float(vc.static_caption_p)
+        self.action_pairs = bool(vc.action_pairs)
+        self.flash_p = float(vc.flash_p)
+        self.av_subset = tuple(float(x) for x in cfg.caption.av_subset)
+        self.n_colors = int(cfg.objects.colors)
+        # NOTE: `video/flash` joins the "video" prefix only when flashes exist, so flash-free schemas are unchanged.
+        self.video_fields = VIDEO_FIELDS + (("video/flash",) if self.flash_p > 0 else ())
         self.n_events = EVENTS_PER_OBJECT * self.o
         # NOTE: frames sample the centers of T equal time bins, so any T sees the same motion.
         self.frame_times = ((np.arange(self.t_frames) + 0.5) * (self.duration / self.t_frames)).astype(np.float32)
 
     # ------------------------------------------------------------------ motion
-    def motion(self, split: str, index: int) -> dict:
-        """(split, index) -> {spec (t=0), main, direction/speed/size_change int32 [O], velocity [O,2], growth [O]}."""
+    def motion(self, split: str, index: int, swap_order: bool = False) -> dict:
+        """(split, index) -> {spec (t=0), main, direction/speed/size_change int32 [O], velocity [O,2], growth [O],
+        on/off float64 [O] active window in seconds, extra uniforms [N_EXTRA]}.
+
+        With `video.action_pairs`, slot 0 acts in [0, D/2] and slot 1 in [D/2, D] (both move; the others stay
+        still); `swap_order` swaps the two windows (the `order` contrast: same actions, reversed order).
+        """
         spec, info = self.scene2d.sample(split, index)
         o = self.o
-        uu = stream_uniforms(self.seed, split, index, "video", 3 * o + 1)
+        # NOTE: extras come after the 3*O+1 motion draws of the same stream: a Philox prefix never changes.
+        uu = stream_uniforms(self.seed, split, index, "video", 3 * o + 1 + extras.N_EXTRA)
         u = uu[:3 * o].reshape(3, o)
         n_d = self.n_dirs + 1
         direction = np.minimum((u[0] * n_d).astype(np.int32), n_d - 1)
+        on, off = np.zeros(o), np.full(o, self.duration)
+        if self.action_pairs:
+            direction[:2] = np.minimum((u[0, :2] * self.n_dirs).astype(np.int32), self.n_dirs - 1)
+            direction[2:] = self.n_dirs
+            half = self.duration / 2
+            first, second = (1, 0) if swap_order else (0, 1)
+            off[first], on[second] = half, half
         speed = np.minimum((u[1] * len(self.speeds)).astype(np.int32), len(self.speeds) - 1)
         size_change = np.minimum((u[2] * len(self.sc_names)).astype(np.int32), len(self.sc_names) - 1)
+        if self.action_pairs:
+            size_change[2:] = self.sc_names.index("static")
         valid = spec.valid
         for a in (direction, speed, size_change):
             a[~valid] = -1
@@ -158,16 +191,18 @@ class Video:
         vel = self.unit[np.where(valid, direction, self.n_dirs)] * np.where(speed >= 0, self.speeds[speed], 0)[:, None]
         g = np.where(valid, self.growth[np.maximum(size_change, 0)], 0.0)
         # NOTE: the walls keep the whole object (at its largest over the clip) inside the image.
-        s_max = spec.scale.astype(np.float64) * np.maximum(1.0, 1.0 + g * self.duration)
+        s_max = spec.scale.astype(np.float64) * np.maximum(1.0, 1.0 + g * (off - on))
         lo = np.minimum(s_max, 0.5)
         p0 = np.clip(spec.center.astype(np.float64), lo[:, None], 1 - lo[:, None])
         return {"spec": spec, "main": int(info["main"]), "direction": direction, "speed": speed,
                 "size_change": size_change, "velocity": vel, "growth": g, "p0": p0, "lo": lo,
-                "static_caption": bool(uu[-1] < self.static_caption_p)}
+                "static_caption": bool(uu[3 * o] < self.static_caption_p), "on": on, "off": off,
+                "extra": uu[3 * o + 1:]}
 
     def state_at(self, m: dict, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """motion dict x float [T] times -> (centers float32 [T,O,2], scales float32 [T,O])."""
-        t = np.asarray(t, np.float64)[:, None]
+        # NOTE: each object moves only inside its active window [on, off] (action pairs); tau = time moved so far.
+        t = np.clip(np.asarray(t, np.float64)[:, None], m["on"][None], m["off"][None]) - m["on"][None]
         lo = m["lo"][None, :, None]
         raw = m["p0"][None] + m["velocity"][None] * t[:, :, None]
         centers = reflect(raw, lo, 1 - lo) if self.bounce else np.clip(raw, lo, 1 - lo)
@@ -181,8 +216,9 @@ class Video:
             return out
         for j in np.flatnonzero(m["spec"].valid & (m["direction"] != self.n_dirs)):
             lo = m["lo"][j]
-            out[j] = np.sort(np.concatenate([bounce_times(m["p0"][j, a], m["velocity"][j, a], lo, 1 - lo,
-                                                          self.duration) for a in range(2)]))
+            on, span = m["on"][j], m["off"][j] - m["on"][j]
+            out[j] = on + np.sort(np.concatenate([bounce_times(m["p0"][j, a], m["velocity"][j, a], lo, 1 - lo,
+                                                               span) for a in range(2)]))
         return out
 
     def events(self, m: dict, bounces: list) -> np.ndarray:
@@ -191,11 +227,14 @@ class Video:
         last = self.t_frames - 1
         rows = []
         for j in np.flatnonzero(m["spec"].valid):
+            # NOTE: an action window [on, off] covers the frames whose bins overlap it.
+            f0 = int(np.clip(np.floor(m["on"][j] * self.t_frames / self.duration + 1e-9), 0, last))
+            f1 = int(np.clip(np.ceil(m["off"][j] * self.t_frames / self.duration - 1e-9) - 1, f0, last))
             if m["direction"][j] != self.n_dirs:
-                rows.append((j, 0, 0, last))
+                rows.append((j, 0, f0, f1))
             sc = self.sc_names[m["size_change"][j]]
             if sc != "static":
-                rows.append((j, EVENT_TYPES.index(sc), 0, last))
+                rows.append((j, EVENT_TYPES.index(sc), f0, f1))
             for tb in bounces[j][:EVENTS_PER_OBJECT - 2]:
                 f = int(np.clip(np.floor(tb * self.t_frames / self.duration), 0, last))
                 rows.append((j, 1, f, f))
@@ -215,21 +254,54 @@ class Video:
 
     def caption(self, m: dict, slot: int) -> str:
         """motion dict x slot -> temporal caption, e.g. 'the red circle moves up fast' (or identity only)."""
+        return self.temporal(m, slot).text
+
+    def temporal(self, m: dict, slot: int) -> extras.TextBuilder:
+        """motion dict x main slot -> `captions/temporal` builder (spans: color, shape, action).
+
+        Action pairs: 'the red circle moves up fast, then the blue square moves left slow' in window order;
+        identity only ('the red circle and the blue square') with probability `video.static_caption_p`.
+        """
+        b = extras.TextBuilder()
         if slot < 0:
-            return ""
-        spec = m["spec"]
-        name = f"the {concepts.COLORS[spec.color[slot]]} {concepts.SHAPES[spec.shape[slot]]}"
-        if m["static_caption"]:
-            return name  # NOTE: `video.static_caption_p`: identity-only captions (no motion words).
+            return b
+        slots = [slot]
+        if self.action_pairs:
+            # NOTE: identity-only captions name the pair in slot order, so they carry no order information.
+            slots = [0, 1] if m["static_caption"] else sorted((0, 1), key=lambda j: m["on"][j])
+        for k, j in enumerate(slots):
+            if k:
+                b.add(" and " if m["static_caption"] else ", then ")
+            self._phrase(b, m, j)
+        return b
+
+    def verb(self, m: dict, slot: int) -> str:
+        """motion dict x slot -> 'moves up fast' / 'stays still' (+ ' and grows' / ' and shrinks')."""
         d = int(m["direction"][slot])
-        text = (f"{name} stays still" if d == self.n_dirs
-                else f"{name} moves {self.dir_names[d]} {self.speed_names[m['speed'][slot]]}")
+        text = "stays still" if d == self.n_dirs else f"moves {self.dir_names[d]} {self.speed_names[m['speed'][slot]]}"
         sc = self.sc_names[m["size_change"][slot]]
-        if sc == "grow":
-            text += " and grows"
-        elif sc == "shrink":
-            text += " and shrinks"
-        return text
+        return text + (f" and {sc}s" if sc != "static" else "")
+
+    def _phrase(self, b: extras.TextBuilder, m: dict, slot: int) -> None:
+        """Appends 'the red circle' (+ ' moves up fast ...' unless the caption is static)."""
+        spec = m["spec"]
+        b.noun(int(spec.color[slot]), int(spec.shape[slot]), slot)
+        if not m["static_caption"]:  # NOTE: `video.static_caption_p`: identity-only captions (no motion words).
+            b.add(" ")
+            b.add(self.verb(m, slot), extras.SPAN_ACTION, slot, self.action(m, slot))
+
+    def event_verbs(self, m: dict, events: np.ndarray) -> list:
+        """int32 [Ev,4] events -> clause verb per row ('moves up fast', 'bounces', 'grows', ...; '' = padding)."""
+        out = []
+        for slot, typ, _, _ in events.tolist():
+            if slot < 0:
+                out.append("")
+            elif typ == 0:
+                d = int(m["direction"][slot])
+                out.append(f"moves {self.dir_names[d]} {self.speed_names[m['speed'][slot]]}")
+            else:
+                out.append(EVENT_TYPES[typ] + "s")
+        return out
 
     # ------------------------------------------------------------------ World API
     def sample(self, split: str, index: int, fields: tuple) -> dict:
@@ -253,39 +325,92 @@ class Video:
         out["events"] = self.events(m, bounces)
         out["labels/action"] = np.int32(self.action(m, m["main"]))
         out["frame_times"] = self.frame_times
-        want = tuple(k for k in VIDEO_FIELDS if wanted(k, fields))
+        want = tuple(k for k in self.video_fields if wanted(k, fields))
+        frames = {}  # NOTE: flash-free renders, shared by video, pair/* and contrast/*.
         if want:
-            out.update(self._render(m, want))
+            out.update(self._render(m, want, frames))
         if selected("captions/temporal", fields):
             out["captions/temporal"] = self.caption(m, m["main"])
-        if self.audio and any(wanted(k, fields) for k in AUDIO_FIELDS):
+        if any(selected(k, fields) for k in extras.MOMENT_SPEC):
+            full = extras.moments(out["events"], self.event_verbs(m, out["events"]), spec.color, spec.shape)
+            out.update({k: v for k, v in full.items() if selected(k, fields)})
+        if any(selected(k, fields) for k in PAIR_FIELDS):
+            out.update({k: v for k, v in self._pair(m, frames).items() if selected(k, fields)})
+        if self.action_pairs and any(selected(k, fields) for k in CONTRAST_FIELDS):
+            out.update({k: v for k, v in self._contrast(split, index).items() if selected(k, fields)})
+        if self.audio and any(wanted(k, fields) for k in AUDIO_FIELDS + tuple(extras.AV_SPEC)):
             u = stream_uniforms(self.seed, split, index, "audio", 6 * audio_lib.MAX_TONES)
             src = audio_lib.draw_tones(u, bounces, self.offscreen_p, self.duration, self.sample_rate)
-            wave = audio_lib.synthesize(src, self.n_samples, self.sample_rate)
-            full = {"audio/wave": wave, "audio/sources": src}
+            full = {"audio/sources": src}
+            if any(wanted(k, fields) for k in ("audio/wave", "audio/logmel")):
+                full["audio/wave"] = audio_lib.synthesize(src, self.n_samples, self.sample_rate)
             if wanted("audio/logmel", fields):
-                full["audio/logmel"] = audio_lib.logmel(wave, self.mel)
+                full["audio/logmel"] = audio_lib.logmel(full["audio/wave"], self.mel)
+            if any(selected(k, fields) for k in extras.AV_SPEC):
+                subset = extras.av_subset_id(float(m["extra"][15]), self.av_subset)
+                full.update(extras.av_captions(self.temporal(m, m["main"]), src, spec.color, spec.shape, subset))
             out.update({k: v for k, v in full.items() if wanted(k, fields)})
         out.update(splits.meta_fields(split, index, self.config_hash))
         return out
 
-    def _render(self, m: dict, want: tuple) -> dict:
-        """motion dict x wanted VIDEO_FIELDS -> {video u8 [T,H,W,3], video/boxes f32 [T,O,4], ...} per frame."""
-        r, spec, t_n, o = self.cfg.resolution, m["spec"], self.t_frames, self.o
+    def frames(self, m: dict, spec=None, inst: bool = False) -> tuple:
+        """motion dict (x edited t=0 SceneSpec) -> (video u8 [T,H,W,3], boxes f32 [T,O,4], instance map i16 [T,H,W])."""
+        r, spec, t_n, o = self.cfg.resolution, m["spec"] if spec is None else spec, self.t_frames, self.o
         centers, scales = self.state_at(m, self.frame_times)
         video = np.empty((t_n, r, r, 3), np.uint8)
         boxes = np.empty((t_n, o, 4), np.float32)
-        inst = np.empty((t_n, r, r), np.int16) if "video/instance_map" in want or "video/masks" in want else None
+        imap = np.empty((t_n, r, r), np.int16) if inst else None
         for i in range(t_n):
             rend = self.raster.render(spec.replace(center=centers[i], scale=scales[i]))
             video[i], boxes[i] = rend["image"], rend["boxes"]
-            if inst is not None:
-                inst[i] = rend["instance_map"]
-        full = {"video": video, "video/boxes": boxes, "video/visible": boxes[..., 2] > boxes[..., 0]}
+            if inst:
+                imap[i] = rend["instance_map"]
+        return video, boxes, imap
+
+    def _render(self, m: dict, want: tuple, cache: dict) -> dict:
+        """motion dict x wanted video fields -> {video u8 [T,H,W,3], video/boxes f32 [T,O,4], ...}; fills `cache`."""
+        need_inst = "video/instance_map" in want or "video/masks" in want
+        video, boxes, inst = self.frames(m, inst=need_inst)
+        cache["video"], cache["instance_map"] = video, inst
+        full = {"video/boxes": boxes, "video/visible": boxes[..., 2] > boxes[..., 0]}
+        if self.flash_p > 0:
+            flags, kind, origin = extras.flash_plan(m["extra"][:4], self.t_frames, self.flash_p)
+            full["video/flash"] = flags
+            if "video" in want and flags.any():
+                video = video.copy()
+                extras.apply_flash(video, flags, kind, origin)
+        full["video"] = video
         if inst is not None:
             full["video/instance_map"] = inst
-            full["video/masks"] = inst[:, None] == np.arange(o, dtype=np.int16)[None, :, None, None]
+            full["video/masks"] = inst[:, None] == np.arange(self.o, dtype=np.int16)[None, :, None, None]
         return {k: full[k] for k in want}
+
+    def _pair(self, m: dict, cache: dict) -> dict:
+        """motion dict -> UniVid pair/{task, source, target, perm} (flash-free frames; perm -1 unless recolor)."""
+        u = m["extra"]
+        task = extras.PAIR_TASKS[min(int(u[4] * len(extras.PAIR_TASKS)), len(extras.PAIR_TASKS) - 1)]
+        perm = np.full(self.n_colors, -1, np.int32)
+        if cache.get("video") is None or (task in ("segment", "unsegment") and cache.get("instance_map") is None):
+            cache["video"], _, cache["instance_map"] = self.frames(m, inst=task in ("segment", "unsegment"))
+        video = cache["video"]
+        if task == "reverse":
+            source, target = video, video[::-1].copy()
+        elif task == "recolor":
+            perm = extras.derangement(u[5:15], self.n_colors)
+            spec = m["spec"]
+            color, rgb = extras.recolor_rgb(spec.rgb, spec.color, perm)
+            source, target = video, self.frames(m, spec.replace(color=color, rgb=rgb))[0]
+        else:
+            masks = extras.mask_video(cache["instance_map"])
+            source, target = (video, masks) if task == "segment" else (masks, video)
+        return {"pair/task": task, "pair/source": source, "pair/target": target, "pair/perm": perm}
+
+    def _contrast(self, split: str, index: int) -> dict:
+        """(split, index) -> contrast/{video, caption, events, factor}: the `order` contrast of an action pair."""
+        m = self.motion(split, index, swap_order=True)
+        return {"contrast/video": self.frames(m)[0], "contrast/caption": self.caption(m, m["main"]),
+                "contrast/events": self.events(m, self.bounces(m)),
+                "contrast/factor": np.int32(extras.CONTRAST_FACTORS.index("order"))}
 
     def spec(self, fields: tuple) -> dict:
         """fields -> {path: (shape, dtype)} of `sample` (text: dtype `str`)."""
@@ -305,12 +430,22 @@ class Video:
         out["frame_times"] = ((t,), np.dtype(np.float32))
         shapes = {"video": ((t, r, r, 3), np.uint8), "video/boxes": ((t, o, 4), np.float32),
                   "video/visible": ((t, o), bool), "video/masks": ((t, o, r, r), bool),
-                  "video/instance_map": ((t, r, r), np.int16)}
-        for k in VIDEO_FIELDS:
+                  "video/instance_map": ((t, r, r), np.int16), "video/flash": ((t,), bool)}
+        for k in self.video_fields:
             if wanted(k, fields):
                 out[k] = (shapes[k][0], np.dtype(shapes[k][1]))
         if selected("captions/temporal", fields):
             out["captions/temporal"] = ((), str)
+        extra = dict(extras.MOMENT_SPEC)
+        extra.update({"pair/task": ((), str), "pair/source": ((t, r, r, 3), np.dtype(np.uint8)),
+                      "pair/target": ((t, r, r, 3), np.dtype(np.uint8)),
+                      "pair/perm": ((self.n_colors,), i32)})
+        if self.action_pairs:
+            extra.update({"contrast/video": ((t, r, r, 3), np.dtype(np.uint8)), "contrast/caption": ((), str),
+                          "contrast/events": ((self.n_events, 4), i32), "contrast/factor": ((), i32)})
+        if self.audio:
+            extra.update(extras.AV_SPEC)
+        out.update({k: v for k, v in extra.items() if selected(k, fields)})
         if self.audio:
             n_mels = self.mel.shape[1]
             frames = 1 + (self.n_samples - audio_lib.N_FFT) // audio_lib.HOP
@@ -329,6 +464,19 @@ class Video:
             raise ValueError(f"unknown task {task!r} for kind 'video'; valid: {', '.join(LABEL_TASKS)}")
         m = self.motion(split, int(index))
         return self.action(m, m["main"])
+
+    CLASS_NAME_TASKS = LABEL_TASKS
+
+    def class_names(self, task: str, lang: str = "en") -> tuple:
+        """'action' -> descriptive names in label order, e.g. 'move up fast', 'stay still and grow' (X-CLIP)."""
+        if task not in LABEL_TASKS or lang != "en":
+            raise ValueError(f"video class names: task {task!r} / lang {lang!r}; valid: action / en")
+        out = []
+        for motion in range(self.n_dirs * len(self.speeds) + 1):
+            d, sp = divmod(motion, len(self.speeds))
+            base = "stay still" if d == self.n_dirs else f"move {self.dir_names[d]} {self.speed_names[sp]}"
+            out += [base + (f" and {sc}" if sc != "static" else "") for sc in self.sc_names]
+        return tuple(out)
 
     def num_classes(self, task: str) -> int:
         """'action' -> (directions * speeds + 1 static) * size_changes."""

@@ -5,7 +5,7 @@
 `has_image`) is always returned; pixels (`image`, `boxes`, `masks`, `instance_map`) and all
 text (`captions/*`, `qa/*`, ... from `annotate.annotate`) are opt-in by path prefix.
 `cfg.kind` "object3d" / "room" dispatches `sample` / `spec` / `label` to `kind3d.Kind3D`, "video" to
-`video.Video`.
+`video.Video` (domain "surgical": `surgical.Surgical`), all held in `World._generator`.
 """
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ import numpy as np
 from vljax.data.world.text_api import TextAPI
 from vljax.data.world import concepts
 from vljax.data.world import config as config_lib
+from vljax.data.world import domains as domains_lib
 from vljax.data.world import kind3d
 from vljax.data.world import relations as relations_lib
 from vljax.data.world import scene2d
 from vljax.data.world import splits
+from vljax.data.world import variants
 from vljax.data.world import video as video_lib
 from vljax.data.world.raster2d import Raster2D
 from vljax.data.world.rng import stream_uniforms
@@ -64,12 +66,16 @@ class World(TextAPI):
         self.cfg.lock()
         self.kind = self.cfg.kind
         self.default_fields = tuple(self.cfg.fields)
-        self._kind3d = None
+        self._generator = None
         if self.kind in kind3d.KINDS or self.kind == "video":
             self.config_hash = _config_hash(self.cfg)
             # NOTE: non-image kinds share one dispatch slot: sample / spec / label / num_classes.
-            self._kind3d = (video_lib.Video(self.cfg, self.config_hash) if self.kind == "video"
-                            else kind3d.Kind3D(self.cfg, self.config_hash))
+            if self.kind == "video" and self.cfg.domain == "surgical":
+                from vljax.data.world import surgical  # NOTE: local import: only surgical worlds need it.
+                self._generator = surgical.Surgical(self.cfg, self.config_hash)
+            else:
+                self._generator = (video_lib.Video(self.cfg, self.config_hash) if self.kind == "video"
+                                   else kind3d.Kind3D(self.cfg, self.config_hash))
             self._annotate = None
             return
         self.scene2d = scene2d.Scene2D(self.cfg)
@@ -87,6 +93,11 @@ class World(TextAPI):
         self.max_relations = int(self.cfg.relations.max)
         self.downsample = int(self.cfg.downsample)
         self.n_shapes, self.n_colors = int(self.cfg.objects.shapes), int(self.cfg.objects.colors)
+        self.mismatch_p = float(self.cfg.caption.mismatch_p)
+        self._truthful = None  # NOTE: mismatch-free twin World that supplies swapped-in captions (built lazily)
+        # NOTE: medical / aerial / domain_mix worlds sample through domains.py; the natural path stays as is.
+        self._dom = (domains_lib.Domains(self.cfg) if self.cfg.domain != "natural" or len(self.cfg.domain_mix)
+                     else None)
         self._text_spec = {}
         self._selections = {}
         self._pixel_kw = tuple((k, src) for k, src in (("boxes", "boxes"), ("areas", "area")) if k in self._annotate_kw)
@@ -115,20 +126,29 @@ class World(TextAPI):
 
     def _image_only(self, what: str) -> None:
         """Raises ValueError for 2D-scene API calls on a 3D or video world."""
-        if self._kind3d is not None:
+        if self._generator is not None:
             raise ValueError(f"World.{what} needs kind 'image'; this world has kind={self.kind!r}")
 
     def scene(self, split: str, index: int) -> SceneSpec:
         """(split, index) -> SceneSpec (sampled ground truth, no rendering)."""
         self._image_only("scene")
+        return self._scene_info(split, index)[0]
+
+    def _scene_info(self, split: str, index: int) -> tuple:
+        """(split, index) -> (SceneSpec, info): duplicates resolved, constructed splits (novel, pairs, cf) built."""
         dup = self._dup_of(split, index)
-        return self.scene2d.sample(split, dup if dup >= 0 else index)[0]
+        if self._dom is not None:
+            return self._dom.scene(self, split, dup if dup >= 0 else index)
+        spec, info = self.scene2d.sample(split, dup if dup >= 0 else index)
+        if split in variants.CONSTRUCTED_SPLITS:
+            spec = variants.construct(self, spec, split, dup if dup >= 0 else index)
+            info = dict(info, main=scene2d.main_object(spec))
+        return spec, info
 
     def scene_info(self, split: str, index: int) -> dict:
         """(split, index) -> sampling decisions {class, rule, composition, main} of that scene."""
         self._image_only("scene_info")
-        dup = self._dup_of(split, index)
-        return self.scene2d.sample(split, dup if dup >= 0 else index)[1]
+        return self._scene_info(split, index)[1]
 
     def labels(self, spec: SceneSpec) -> dict:
         """SceneSpec -> {task: int} for all LABEL_TASKS."""
@@ -136,16 +156,20 @@ class World(TextAPI):
 
     def label(self, split: str, index: int, task: str) -> int:
         """(split, index, task) -> int class label, without rendering."""
-        if self._kind3d is not None:
-            return self._kind3d.label(split, index, task)
+        if self._generator is not None:
+            return self._generator.label(split, index, task)
+        if self._dom is not None and task in domains_lib.DOMAIN_TASKS:
+            return self._dom.label(self, split, index, task)
         if task not in LABEL_TASKS:
             raise ValueError(f"unknown task {task!r}; valid: {', '.join(LABEL_TASKS)}")
         return self.labels(self.scene(split, index))[task]
 
     def num_classes(self, task: str) -> int:
         """task -> number of classes C (labels lie in 0..C-1; count labels are raw counts 0..objects.max)."""
-        if self._kind3d is not None:
-            return self._kind3d.num_classes(task)
+        if self._generator is not None:
+            return self._generator.num_classes(task)
+        if self._dom is not None and task in domains_lib.DOMAIN_TASKS:
+            return self._dom.num_classes(task)
         if task == "count":
             return self.o_max + 1
         return len(scene2d.class_values(self.cfg, task))
@@ -165,7 +189,9 @@ class World(TextAPI):
         noise_rng = None
         if (spec.style if style is None else style) in _NOISY_STYLES:
             noise_rng = np.random.Generator(np.random.Philox(key=(int(spec.noise_seed), 0x5EED)))
-        out = self.raster.render(spec, style=style, masks=masks, noise_rng=noise_rng)
+        # NOTE: domain specs carry their layer parameters; Scene2D specs (natural) never do.
+        raster = self._dom.rasters[spec.domain] if spec.domain_params else self.raster
+        out = raster.render(spec, style=style, masks=masks, noise_rng=noise_rng)
         f = self.downsample
         if f > 1:
             h = out["image"].shape[0] // f
@@ -176,12 +202,17 @@ class World(TextAPI):
     def sample(self, split: str, index: int, fields=None) -> dict:
         """(split, index, fields) -> flat dict of numpy arrays / str (WORLD.md 3.1); core always present."""
         fields = self.default_fields if fields is None else ((fields,) if isinstance(fields, str) else tuple(fields))
-        if self._kind3d is not None:
-            return self._kind3d.sample(split, index, fields)
+        if self._generator is not None:
+            return self._generator.sample(split, index, fields)
         index = int(index)
+        if self._dom is not None:
+            return self._dom.sample(self, split, index, fields)
         pixels, text_fields = self._selection(fields)
         dup = self._dup_of(split, index)
-        spec, info = self.scene2d.sample(split, dup if dup >= 0 else index)
+        if split in variants.CONSTRUCTED_SPLITS:
+            spec, info = self._scene_info(split, index)
+        else:
+            spec, info = self.scene2d.sample(split, dup if dup >= 0 else index)
         rel = self.relations(spec)
         rend = self.render(spec, masks="masks" in pixels)
         out = self._core(spec, rel, rend["area"], split, index, dup, info["main"])
@@ -191,6 +222,8 @@ class World(TextAPI):
             extra = self._annotate.annotate(self, spec, rel, split, index, text_fields,
                                             **self._pixel_kwargs(rend))
             out.update(extra)
+            if self.mismatch_p > 0:
+                domains_lib.apply_mismatch(self, split, index, out)
         return out
 
     def _selection(self, fields: tuple) -> tuple:
@@ -248,8 +281,8 @@ class World(TextAPI):
     def spec(self, fields=None) -> dict:
         """fields -> {path: (shape tuple, dtype)} static schema of `sample` (str fields: dtype `str`)."""
         fields = tuple(self.cfg.fields if fields is None else ((fields,) if isinstance(fields, str) else fields))
-        if self._kind3d is not None:
-            return self._kind3d.spec(fields)
+        if self._generator is not None:
+            return self._generator.spec(fields)
         o, r = self.o_max, int(self.cfg.relations.max)
         h = self.cfg.resolution // self.cfg.downsample
         ns, nc = self.cfg.objects.shapes, self.cfg.objects.colors
@@ -283,6 +316,11 @@ class World(TextAPI):
         if _selected("instance_map", fields):
             out["instance_map"] = ((res, res), np.dtype(np.int16))
         text_fields = tuple(f for f in fields if f not in PIXEL_FIELDS)
+        if self._dom is not None:
+            out.update(self._dom.core_spec())
+            if text_fields:
+                out.update(self._dom.text_spec(self, text_fields))
+            return out
         if text_fields and self._annotate is not None:
             out.update(self._annotate_spec(text_fields))
         return out
@@ -327,6 +365,36 @@ class World(TextAPI):
                 node = node[part]
             node[leaf] = value
         return World(cfg)
+
+    def contrast(self, split: str, index: int, factor: str | None = None, fields=("contrast",)) -> dict:
+        """(split, index, factor name or None = drawn) -> contrast/* of that scene with that factor changed."""
+        self._image_only("contrast")
+        return variants.contrast(self, self.scene(split, index), split, int(index), tuple(fields), factor)
+
+    @staticmethod
+    def format_box(box) -> str:
+        """normalized xyxy [4] -> "[x1,y1,x2,y2]" with integers in 0..99."""
+        from vljax.data.world import conversation  # NOTE: local import keeps world.py light.
+        return conversation.format_box(box)
+
+    @staticmethod
+    def parse_box(text: str) -> np.ndarray:
+        """"[x1,y1,x2,y2]" -> float32 [4] normalized box."""
+        from vljax.data.world import conversation
+        return conversation.parse_box(text)
+
+    def continual_tasks(self, name_or_list="shape_families") -> list:
+        """"shape_families" (CTP) or a list of shape-name tuples / domain names -> list of World variants."""
+        return [self.variant(**ov) for ov in splits.continual_overrides(self.cfg, name_or_list)]
+
+    def export(self, split: str, indices, path: str, fields=None, num_shards: int = 1) -> dict:
+        """(split, int n or indices, path prefix, fields) -> manifest dict; writes array_record shards + manifest."""
+        return splits.export(self, split, indices, path, fields, num_shards)
+
+    @staticmethod
+    def load_export(path: str):
+        """path prefix of `export` -> (manifest dict, list of sample dicts equal to `sample`)."""
+        return splits.load_export(path)
 
     def source(self, split: str, fields=None):
         """(split, fields) -> grain RandomAccessDataSource over `sample(split, i, fields)`."""

@@ -21,3 +21,26 @@ def words(text: str) -> list:
         if cur:
             out.append("".join(cur))
     return out
+
+
+def word_spans(text: str) -> list:
+    """str -> [(char start, char end)] of each token of `words(text)`, in order (same splitting rules).
+
+    Lets token-level code look up the world's character spans (`spans/<kind>`) for each word id.
+    """
+    out, pos = [], 0
+    for chunk in text.split():
+        start = text.index(chunk, pos)
+        pos = start + len(chunk)
+        cur = None
+        for k, ch in enumerate(chunk):
+            if ch in PUNCT or ch in DIGITS:
+                if cur is not None:
+                    out.append((start + cur, start + k))
+                    cur = None
+                out.append((start + k, start + k + 1))
+            elif cur is None:
+                cur = k
+        if cur is not None:
+            out.append((start + cur, start + len(chunk)))
+    return out
