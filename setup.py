@@ -42,7 +42,8 @@ setup(
         # reference implementations for the parity tests (never used by training)
         "interop": INTEROP,
         "notebooks": NOTEBOOKS,
-        "dev": ["pytest>=8", "pytest-xdist>=3", "portpicker>=1.6"] + MEDIA + INTEROP + NOTEBOOKS,
+        # NOTE: pycocoevalcap = reference BLEU / CIDEr-D for tests/test_caption_metrics.py (pure Python scorers).
+        "dev": ["pytest>=8", "pytest-xdist>=3", "portpicker>=1.6", "pycocoevalcap==1.2"] + MEDIA + INTEROP + NOTEBOOKS,
     },
     entry_points={"console_scripts": ["vljax=vljax.main:main"]},
 )

@@ -20,6 +20,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.method = "lvlm_ntp"
     c.task = "qa"  # qa | caption
     c.loss_normalize = "token"
+    c.loss_vocab_chunk = 0  # NOTE: > 0 = vocabulary-chunked cross-entropy (no [B, T, V] logits); 0 = full logits.
     c.model = ml_collections.ConfigDict(
         dict(
             vision=dict(width=96, depth=2, num_heads=3, mlp_dim=256, patch_size=(8, 8), pool="gap"),
@@ -36,6 +37,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.data.world.objects.count = (1, 2)
     c.evals.generation = ml_collections.ConfigDict(
         dict(kind="generation", split="test", n=256, task="qa", max_new_tokens=4, num_beams=1, batch_size=128)
+    )
+    # NOTE: generative evaluators (docs/lvlm.md "Evaluators"), off by default: n=0 skips one. The CLI cannot add
+    # keys, so they exist here; enable with e.g. --config.evals.pope.n=64 (n = scenes / images).
+    gen = dict(split="test", n=0, num_beams=1, batch_size=128)
+    c.evals.captioning = ml_collections.ConfigDict(dict(gen, kind="captioning", refs=("short",), max_new_tokens=24))
+    c.evals.vqa = ml_collections.ConfigDict(dict(gen, kind="vqa", humans=10, max_new_tokens=4))
+    c.evals.pope = ml_collections.ConfigDict(dict(gen, kind="pope", per_sample=4, max_new_tokens=4))
+    c.evals.grounding = ml_collections.ConfigDict(
+        dict(gen, kind="grounding", per_sample=4, iou_threshold=0.5, max_new_tokens=16)
     )
     if arg.startswith("tiny"):
         c.data.world.resolution = 32

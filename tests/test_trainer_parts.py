@@ -41,8 +41,17 @@ def test_freeze_has_no_optimizer_state():
     upd, _ = tx.update(grads, state, params)
     assert float(jnp.abs(upd["tower"]["kernel"]).max()) == 0.0
     assert float(jnp.abs(upd["head"]["kernel"]).max()) > 0.0
-    with pytest.raises(ValueError, match="matches no parameter"):
+    with pytest.raises(ValueError, match="match no parameter path"):
         optim.make_optimizer(_optim_cfg(freeze=("^nothing/",)), params)
+    with pytest.raises(ValueError, match="nothing"):
+        optim.make_optimizer(_optim_cfg(freeze=("^tower/", "^nothing/")), params)
+    # NOTE: '?' marks an optional pattern: absent subtrees are fine, present ones are frozen.
+    tx2, _ = optim.make_optimizer(_optim_cfg(freeze=("?^nothing/",)), params)
+    upd2, _ = tx2.update(grads, tx2.init(params), params)
+    assert float(jnp.abs(upd2["tower"]["kernel"]).max()) > 0.0
+    tx3, _ = optim.make_optimizer(_optim_cfg(freeze=("?^tower/",)), params)
+    upd3, _ = tx3.update(grads, tx3.init(params), params)
+    assert float(jnp.abs(upd3["tower"]["kernel"]).max()) == 0.0
 
 
 def test_weight_decay_mask_skips_vectors():

@@ -4,7 +4,9 @@ config.init = dict(image='hf:/ckpt/clip', text='', model='')
   image / text: the two-tower image (img_tower, img_proj) or text (txt_tower, txt_proj) subtrees
   model:        the whole param tree
   any other K:  params[K] := the whole converted checkpoint (e.g. llm='hf:/ckpt/qwen2')
-Sources: hf:/folder, open_clip:/file.pt, big_vision:/file.npz, vljax:/folder (vljax convert output).
+Sources: hf:/folder, open_clip:/file.pt, big_vision:/file.npz, vljax:/folder (vljax convert output),
+and checkpoint:WORKDIR[@STEP], the params of a vljax training run (for `model`, or any subtree K) (latest or given
+step; optimizer state not read): stage chaining, e.g. LVLM align -> full.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import jax
 from vljax.convert import common
 
 TOWERS = {"image": ("img_tower", "img_proj"), "text": ("txt_tower", "txt_proj")}
+CHECKPOINT = "checkpoint:"
 
 
 def parse_source(spec: str, field: str) -> tuple[str, str]:
@@ -24,8 +27,40 @@ def parse_source(spec: str, field: str) -> tuple[str, str]:
 
     fmt, sep, path = spec.partition(":")
     if not sep or fmt not in SOURCES or not path:
-        raise ValueError(f"config.init.{field}={spec!r}: expected '<format>:<path>' with format in {SOURCES}")
+        raise ValueError(f"config.init.{field}={spec!r}: expected '<format>:<path>' with format in {SOURCES} "
+                         f"or 'checkpoint:<workdir>[@step]' (a vljax training run)")
     return fmt, path
+
+
+def parse_checkpoint_source(spec: str, field: str) -> tuple[str, int | None]:
+    """'checkpoint:/runs/a@300' -> ('/runs/a', 300); no '@STEP' -> (workdir, None) = the latest step."""
+    path = spec[len(CHECKPOINT) :]
+    head, sep, tail = path.rpartition("@")
+    if sep and tail.isdigit():
+        path, step = head, int(tail)
+    else:
+        step = None
+    if not path:
+        raise ValueError(f"config.init.{field}={spec!r}: expected 'checkpoint:<workdir>[@step]'")
+    return path, step
+
+
+def load_training_checkpoint(spec: str, params: dict, field: str = "model") -> dict:
+    """'checkpoint:WORKDIR[@STEP]' + placed params -> the run's saved params, placed like `params`."""
+    from pathlib import Path
+
+    from vljax.train.checkpoint import Checkpointer
+
+    workdir, step = parse_checkpoint_source(spec, field)
+    if not (Path(workdir) / "checkpoints").is_dir():
+        # NOTE: checked first because the orbax manager would create an empty directory.
+        raise FileNotFoundError(f"config.init.{field}={spec!r}: no {workdir}/checkpoints (not a vljax training run)")
+    ckpt = Checkpointer(workdir, async_save=False)
+    try:
+        loaded, _ = ckpt.restore_params(params, step, context=f"config.init.{field}={spec!r}: ")
+    finally:
+        ckpt.close()
+    return loaded
 
 
 def _mesh_of(params: Any):
@@ -70,6 +105,17 @@ def load_pretrained(config, params: dict) -> dict:
     params = dict(params)
     for field, source in spec.items():
         if not source:
+            continue
+        if source.startswith(CHECKPOINT):
+            if field == "model":
+                params = load_training_checkpoint(source, params, field)
+            elif field in params:
+                # NOTE: a whole run's params into one subtree, e.g. PRIOR's frozen text-only reference
+                # LM: config.init.reference = 'checkpoint:<text_lm workdir>'.
+                params[field] = load_training_checkpoint(source, params[field], field)
+            else:
+                raise ValueError(f"config.init.{field}={source!r}: the model has no param subtree {field!r}; "
+                                 f"top-level keys: {sorted(params)}")
             continue
         fmt, path = parse_source(source, field)
         if field == "model":

@@ -124,3 +124,20 @@ def make_tokenizer(cfg, world=None) -> Tokenizer:
         # NOTE: ids are the checkpoint's own (e.g. CLIP's end-of-text 49407), not pad=0/bos=1/eos=2.
         return HFTokenizer(cfg.path)
     raise ValueError(f"config.tokenizer.kind: unknown {kind!r} (world, sentencepiece, hf)")
+
+
+def fingerprint(tok) -> str:
+    """Tokenizer -> a short hex digest of its vocabulary (cache keys: any change of ids changes it)."""
+    import hashlib
+
+    h = hashlib.sha1(type(tok).__name__.encode())
+    if isinstance(tok, WorldTokenizer):
+        h.update("\n".join(tok.vocab.words(range(tok.vocab_size))).encode())
+    elif isinstance(tok, SentencePieceTokenizer):
+        h.update(tok.sp.serialized_model_proto())
+    elif hasattr(tok, "fingerprint"):
+        h.update(str(tok.fingerprint()).encode())
+    else:
+        # NOTE: no way to read the vocabulary: fall back to the ids of a probe string plus the size.
+        h.update(repr((tok.vocab_size, list(tok.encode("a photo of a red circle 0123456789")))).encode())
+    return h.hexdigest()[:16]

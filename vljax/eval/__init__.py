@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib
 
-EVALUATORS = ("zeroshot", "retrieval", "generation", "finegrained")
+EVALUATORS = ("zeroshot", "retrieval", "generation", "finegrained", "prior_probe", "captioning", "vqa", "pope",
+              "grounding")
+# NOTE: kinds whose module has another name (captioning lives next to its BLEU / CIDEr-D code).
+_MODULES = {"captioning": "caption_metrics"}
 
 
 def run_evals(exp, params, step: int) -> dict[str, float]:
@@ -17,7 +20,7 @@ def run_evals(exp, params, step: int) -> dict[str, float]:
         kind = ecfg.get("kind", name)
         if kind not in EVALUATORS:
             raise ValueError(f"config.evals.{name}.kind: unknown evaluator {kind!r}; available: {EVALUATORS}")
-        module = importlib.import_module(f"vljax.eval.{kind}")
+        module = importlib.import_module(f"vljax.eval.{_MODULES.get(kind, kind)}")
         for k, v in module.evaluate(exp, params, ecfg).items():
             out[f"{name}/{k}"] = float(v)
     return out

@@ -106,16 +106,40 @@ def build_static(config) -> LVLM:
     return build(config, vocab_size=1)
 
 
+def ntp_loss(model: LVLM, params, batch: dict, rng, config, weights=None):
+    """One NTP forward: batch {image [B, H, W, 3], tokens int [B, T], label_mask [B, T]} -> (loss, metrics).
+
+    weights: optional per-token multipliers [B, T] aligned with the *targets* (position t weighs the
+    prediction of token t + 1), applied before the reduction; None = plain NTP. Shared by every
+    LVLM method (PRIOR passes its token weights here).
+
+    config.loss_vocab_chunk > 0 computes the loss from the final hidden states and the unembedding,
+    chunk_size vocabulary entries at a time, never building the [B, T, V] logits (same value and grads).
+    """
+    tokens = batch["tokens"]
+    targets, mask = lm_loss.shift_targets(tokens, batch["label_mask"])
+    normalize = config.get("loss_normalize", "token")
+    chunk = int(config.get("loss_vocab_chunk", 0))
+    if chunk < 0:
+        raise ValueError(f"config.loss_vocab_chunk={chunk} must be >= 0 (0 = full logits)")
+    if chunk:
+        hidden = model.apply(
+            {"params": params}, batch["image"], tokens, train=True, return_hidden=True, rngs={"dropout": rng}
+        )
+        unembed = model.apply({"params": params}, method=LVLM.unembedding)
+        return lm_loss.chunked_next_token_loss(
+            hidden, unembed, targets, mask, weights=weights, normalize=normalize, chunk_size=chunk
+        )
+    logits = model.apply({"params": params}, batch["image"], tokens, train=True, rngs={"dropout": rng})
+    return lm_loss.next_token_loss(logits, targets, mask, weights=weights, normalize=normalize)
+
+
 def make_loss(model: LVLM, config, mesh):
     """-> loss_fn(params, batch, rng) -> (loss, metrics): NTP on the answer tokens."""
     del mesh  # NOTE: the token mean is a global reduction; jit partitions it over any batch sharding.
-    normalize = config.get("loss_normalize", "token")
 
     def loss_fn(params, batch, rng):
-        tokens = batch["tokens"]
-        logits = model.apply({"params": params}, batch["image"], tokens, train=True, rngs={"dropout": rng})
-        targets, mask = lm_loss.shift_targets(tokens, batch["label_mask"])
-        return lm_loss.next_token_loss(logits, targets, mask, normalize=normalize)
+        return ntp_loss(model, params, batch, rng, config)
 
     return loss_fn
 

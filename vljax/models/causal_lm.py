@@ -149,6 +149,18 @@ class CausalLM(nn.Module):
         """int [B, L] -> [B, L, D] input embeddings (the tied / input table)."""
         return self(tokens, embed_only=True)
 
+    def unembedding(self):
+        """-> [D, V] output projection in the compute dtype: hidden [B, L, D] @ it == logits [B, L, V].
+
+        Tied: the token table transposed; untied: the lm_head kernel. Pairs with
+        `__call__(..., return_hidden=True)` for losses that never build the full logits
+        (vljax.losses.lm.chunked_next_token_loss). Needs bound params (apply, not init).
+        """
+        params = self.variables["params"]
+        if self.tie_embeddings:
+            return nn.meta.unbox(params["token_embed"]["embedding"]).astype(self.dtype).T
+        return nn.meta.unbox(params["lm_head"]["kernel"]).astype(self.dtype)
+
     @nn.compact
     def __call__(
         self,

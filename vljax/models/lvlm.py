@@ -135,10 +135,19 @@ class LVLM(nn.Module):
             self.language_model.embed(tokens), self.encode_images(images, train), tokens == self.image_token_id
         )
 
-    def __call__(self, images, tokens, positions=None, kv_mask=None, segment_ids=None, train: bool = False):
-        """[B, H, W, 3] x int [B, T] (+ positions, bool kv_mask, segment ids [B, T]) -> logits [B, T, V]."""
+    def __call__(self, images, tokens, positions=None, kv_mask=None, segment_ids=None, train: bool = False,
+                 return_hidden: bool = False):
+        """[B, H, W, 3] x int [B, T] (+ positions, bool kv_mask, segment ids [B, T]) -> logits [B, T, V].
+
+        return_hidden: the LM's final normed hidden states [B, T, D] instead (logits = them @ unembedding()).
+        """
         x = self.embed(images, tokens, train)
-        return self.language_model(None, positions, kv_mask, embeds=x, segment_ids=segment_ids)
+        return self.language_model(None, positions, kv_mask, embeds=x, segment_ids=segment_ids,
+                                   return_hidden=return_hidden)
+
+    def unembedding(self):
+        """-> the LM's [D, V] output projection (tied or untied; see CausalLM.unembedding)."""
+        return self.language_model.unembedding()
 
     def init_cache(self, batch: int, max_len: int) -> dict:
         """-> the LM's empty KV cache for `batch` rows and `max_len` positions."""

@@ -48,6 +48,47 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**args))
         return restored["state"], (restored["data"] if has_data else None), step
 
+    def restore_params(self, target: Any, step: int | None = None, context: str = "") -> tuple[Any, int]:
+        """Restores only the saved TrainState's params (step default: latest), placed like `target`.
+
+        target: the model's param tree of placed arrays (or ShapeDtypeStructs with shardings); each
+        restored leaf gets its sharding and dtype, read shard by shard (never gathered on one host).
+        Optimizer state, step and rng are not read, so a run with another optimizer or freezing
+        (the next stage of a recipe) can start from them. A param missing on either side or a
+        shape mismatch raises ValueError naming the path (messages start with `context`).
+        """
+        from flax import traverse_util
+
+        where = f"{context}{self.dir}"
+        steps = sorted(self.manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"{where}: no checkpoint (train the previous stage first)")
+        step = steps[-1] if step is None else int(step)
+        if step not in steps:
+            raise FileNotFoundError(f"{where}: no checkpoint at step {step}; saved steps: {steps}")
+        # NOTE: read the params subtree's metadata straight from the item directory: the manager
+        # (built without a handler registry) reports no item metadata.
+        saved = ocp.StandardCheckpointer().metadata(self.dir / str(step) / "state").item_metadata.tree
+        if "params" not in saved:
+            raise ValueError(f"{where} step {step}: the saved state has no 'params' (keys: {sorted(saved)})")
+        flat_saved = traverse_util.flatten_dict(saved["params"], sep="/")
+        flat_target = traverse_util.flatten_dict(target, sep="/")
+        missing, extra = sorted(set(flat_target) - set(flat_saved)), sorted(set(flat_saved) - set(flat_target))
+        if missing or extra:
+            raise ValueError(f"{where} step {step}: model params {missing[:6]} are missing from the checkpoint and "
+                             f"checkpoint params {extra[:6]} are not in the model")
+        for path, t in flat_target.items():
+            if tuple(flat_saved[path].shape) != tuple(t.shape):
+                raise ValueError(f"{where} step {step}: {path} is {list(flat_saved[path].shape)} in the checkpoint "
+                                 f"but {list(t.shape)} in the model (config dims differ?)")
+        item = jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=t.sharding), target)
+        restore_args = jax.tree.map(
+            lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding, global_shape=t.shape, dtype=t.dtype), item)
+        args = ocp.args.PyTreeRestore(item={"params": item}, restore_args={"params": restore_args},
+                                      partial_restore=True)
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=args))
+        return restored["state"]["params"], step
+
     def wait(self) -> None:
         """Blocks until pending async saves are committed."""
         self.manager.wait_until_finished()

@@ -146,6 +146,9 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
 
         # NOTE: pretrained weights only seed a fresh run; a resumed run restores its own.
         state = state.replace(params=load_pretrained(cfg, state.params))
+        loaded = {k: v for k, v in dict(cfg.init).items() if v}
+        if loaded:
+            print(f"[vljax] params initialized from config.init: {loaded}", flush=True)
     if ckpt.latest_step() is not None:
         state, data_state, start = ckpt.restore(state, shardings)
         if data_state is not None:

@@ -71,10 +71,15 @@ def make_optimizer(cfg, params: Any) -> tuple[optax.GradientTransformation, opta
     tx = optax.chain(*parts)
     freeze = tuple(cfg.get("freeze", ()) or ())
     if freeze:
-        patterns = [re.compile(f) for f in freeze]
+        # NOTE: a leading '?' marks a pattern optional (a subtree that exists in some settings only,
+        # e.g. PRIOR's online reference LM); the others must each match, so a typo is an error.
+        patterns = [re.compile(f.removeprefix("?")) for f in freeze]
         labels = path_labels(params, lambda p, _: "frozen" if any(r.search(p) for r in patterns) else "train")
-        n_frozen = sum(1 for l in jax.tree.leaves(labels) if l == "frozen")
-        if n_frozen == 0:
-            raise ValueError(f"config.optim.freeze={freeze} matches no parameter path")
+        paths = jax.tree.leaves(path_labels(params, lambda p, _: p))
+        unmatched = [f for f, r in zip(freeze, patterns) if not f.startswith("?") and not any(r.search(p) for p in paths)]
+        if unmatched:
+            raise ValueError(f"config.optim.freeze: {unmatched} match no parameter path")
+        if not any(l == "frozen" for l in jax.tree.leaves(labels)):
+            return tx, schedule
         tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
     return tx, schedule
