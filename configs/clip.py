@@ -32,6 +32,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         c.optim.lr = 2e-3
         c.optim.warmup_steps = 50
         c.checkpoint.every = 200
+        c.model.image.stem = "patch"
+        c.model.image.stem_channels = ()
     elif arg == "small":
         c.train.steps = 5000
         c.train.batch_size = 256

@@ -5,8 +5,8 @@
 Steps (each resumable; finished runs are skipped):
   1. the text-only reference LM (configs/prior.py:reference) unless --reference holds a finished run;
   2. NTP vs PRIOR, seeds 0-2, identical lr / batch / data order  (sweep `repro`   -> ROOT/repro);
-  3. ablations: inverted weights w = P_r, multipliers shuffled inside each caption (`ablations` -> ROOT/ablations);
-  4. NTP with lr x (PRIOR's mean multiplier on slot tokens), separating "reweighting" from "a larger step"
+  3. ablations (seeds 0-1): inverted weights w = P_r, multipliers shuffled inside each caption (`ablations` -> ROOT/ablations);
+  4. NTP (seeds 0-1) with lr x (PRIOR's mean multiplier on slot tokens), separating "reweighting" from "a larger step"
      (-> ROOT/lr_matched; the factor is read from the PRIOR runs' logged `prior/mult_slot`).
 Prints one table: mean +- standard error over seeds of the probe metrics (vljax/eval/prior_probe.py), and the
 per-seed paired difference PRIOR - NTP.
@@ -24,6 +24,9 @@ import numpy as np
 METRICS = (
     "in_prior/slot_acc",
     "counter_prior/slot_acc",
+    "in_prior/color_acc",
+    "counter_prior/color_acc",
+    "counter_prior/size_acc",
     "counter_prior/shape_acc",
     "counter_prior/halluc_tf",
     "counter_prior/halluc_greedy",
@@ -91,15 +94,17 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", nargs="*", default=(), choices=("ablations", "lr_matched"),
                     help="parts not to run (their finished points are still reported)")
     ap.add_argument("--report_only", action="store_true")
+    ap.add_argument("--rule", default=None, help="prior rule instead of configs/prior.py's, e.g. 'color=red -> shape=circle'")
     args = ap.parse_args(argv)
 
-    from prior_scaling import ensure_reference  # NOTE: the sibling script (run from any cwd)
+    from prior_scaling import ensure_reference, rule_overrides  # NOTE: the sibling script (run from any cwd)
     from vljax.experiments.sweep import run_sweep
 
     root = Path(args.root)
-    ref = [f"--config.init.reference=checkpoint:{Path(args.reference).resolve()}"]
+    rule = rule_overrides(args.rule)
+    ref = [f"--config.init.reference=checkpoint:{Path(args.reference).resolve()}"] + rule
     if not args.report_only:
-        ensure_reference(args.reference)
+        ensure_reference(args.reference, rule)
         run_sweep(args.config, "repro", root / "repro", parallel=args.parallel, cli_overrides=ref)
         if "ablations" not in args.skip:
             run_sweep(args.config, "ablations", root / "ablations", parallel=args.parallel, cli_overrides=ref)
@@ -110,7 +115,7 @@ def main(argv=None) -> int:
             lr = float(load_config(args.config).optim.lr) * scale
             print(f"[prior] lr-matched NTP: lr x {scale:.3f} = {lr:.3g}", flush=True)
             spec = args.config + "_ntp"  # NOTE: the preset's NTP twin, e.g. tiny -> tiny_ntp
-            run_sweep(spec, "seeds", root / "lr_matched", parallel=args.parallel, cli_overrides=[f"--config.optim.lr={lr}"])
+            run_sweep(spec, "seeds2", root / "lr_matched", parallel=args.parallel, cli_overrides=[f"--config.optim.lr={lr}"] + rule)
     groups: dict[str, list[dict]] = {}
     for r in _rows(root / "repro"):
         groups.setdefault(str(r.get("override.prior.variant")), []).append(r)

@@ -27,15 +27,17 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--metric", default=METRIC)
     ap.add_argument("--report_only", action="store_true", help="do not train; report what ROOT holds")
+    ap.add_argument("--rule", default=None, help="prior rule instead of configs/prior.py's, e.g. 'color=red -> shape=circle'")
     args = ap.parse_args(argv)
 
     from vljax.experiments.report import write_sweep_report
     from vljax.experiments.sweep import run_sweep
 
     if not args.report_only:
-        ensure_reference(args.reference)
+        ensure_reference(args.reference, rule_overrides(args.rule))
         run_sweep(args.config, "scaling", args.root, parallel=args.parallel,
-                  cli_overrides=[f"--config.init.reference=checkpoint:{Path(args.reference).resolve()}"])
+                  cli_overrides=[f"--config.init.reference=checkpoint:{Path(args.reference).resolve()}"]
+                  + rule_overrides(args.rule))
     path = write_sweep_report(args.root, group_by="override.prior.variant", metric=args.metric)
     text = path.read_text()
     start = text.find("## Scaling fits")
@@ -45,15 +47,20 @@ def main(argv=None) -> int:
     return 0
 
 
-def ensure_reference(workdir: str) -> None:
-    """Trains configs/prior.py:reference into workdir unless it already holds a finished run."""
+def rule_overrides(rule: str | None) -> list[str]:
+    """A prior rule -> the config override that sets it (world data, so the reference must match)."""
+    return [] if not rule else [f"--config.data.world.prior.rules=({rule!r},)"]
+
+
+def ensure_reference(workdir: str, overrides: list[str] = ()) -> None:
+    """Trains configs/prior.py:reference (+ overrides) into workdir unless it already holds a finished run."""
     from vljax.config import load_config
     from vljax.train.loop import train_and_evaluate
 
     if (Path(workdir) / "results.json").exists():
         return
     print(f"[prior] training the reference LM into {workdir}", flush=True)
-    train_and_evaluate(load_config("configs/prior.py:reference"), workdir)
+    train_and_evaluate(load_config("configs/prior.py:reference", list(overrides)), workdir)
 
 
 if __name__ == "__main__":

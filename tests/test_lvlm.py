@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sharded_check import assert_matches, numpy_params
+
 from vljax import sharding as shard_lib
 from vljax.config import load_config
 from vljax.data.tokenizer import BOS, EOS
@@ -251,13 +253,7 @@ def _lvlm_loss_and_grads(mesh_sizes, devices):
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         model = method.build(cfg, vocab_size=VOCAB)
         boxed = jax.eval_shape(lambda r: method.init_params(model, cfg, r), jax.random.key(0))
-    # NOTE: params placed by their logical axis names, exactly as create_sharded_state shards them,
-    # but filled from numpy (identical values on every mesh, no RNG-init compile).
-    shardings = shard_lib.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(
-        lambda s, sh: jax.device_put(rng.normal(0.0, 0.2, s.shape).astype(s.dtype), sh), nn.meta.unbox(boxed), shardings
-    )
+    params = numpy_params(boxed, mesh, rules)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         loss_fn = method.make_loss(model, cfg, mesh)
         gb = shard_lib.host_to_global(batch, mesh)
@@ -266,13 +262,9 @@ def _lvlm_loss_and_grads(mesh_sizes, devices):
 
 
 def test_lvlm_loss_sharded_equals_single_device():
-    ref_loss, ref_grads = _lvlm_loss_and_grads({"data": 1}, jax.devices()[:1])
-    gmax = max(float(np.abs(g).max()) for g in jax.tree.leaves(ref_grads))
+    ref = _lvlm_loss_and_grads({"data": 1}, jax.devices()[:1])
     for sizes in ({"data": 8}, {"data": 2, "fsdp": 2, "tensor": 2}):
-        loss, grads = _lvlm_loss_and_grads(sizes, jax.devices())
-        assert abs(loss - ref_loss) <= 2e-5 * abs(ref_loss), (sizes, loss, ref_loss)
-        for (path, rg), g in zip(jax.tree_util.tree_leaves_with_path(ref_grads), jax.tree.leaves(grads)):
-            np.testing.assert_allclose(g, rg, atol=1e-4 * gmax, rtol=0, err_msg=f"{sizes} {path}")
+        assert_matches(ref, _lvlm_loss_and_grads(sizes, jax.devices()), sizes)
 
 
 def test_align_stage_trains_only_the_projector():

@@ -155,3 +155,56 @@ def test_two_tower_sharded_init_and_apply_match_single_device():
             out = jax.jit(model.apply)(params, jax.device_put(images, batch), jax.device_put(tokens, batch))
     for key in ("img", "txt"):
         np.testing.assert_allclose(np.asarray(out[key]), np.asarray(ref[key]), **F32_TOL)
+
+
+def _conv3x3_s2_same(x, kernel, bias):
+    """Naive float64 reference: [B, H, W, Ci] x [3, 3, Ci, Co] -> [B, H/2, W/2, Co], SAME padding, stride 2."""
+    # NOTE: SAME with stride 2, kernel 3 on even H pads 0 before and 1 after (XLA / TF convention).
+    xp = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    b, h, w, _ = x.shape
+    out = np.zeros((b, h // 2, w // 2, kernel.shape[-1]))
+    for i in range(h // 2):
+        for j in range(w // 2):
+            out[:, i, j] = np.einsum("bhwc,hwco->bo", xp[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3], kernel)
+    return out + bias
+
+
+def test_vit_conv_stem_shapes_params_and_reference():
+    model = ViT(**TINY_VIT, stem="conv")
+    images = _images()
+    params = jax.jit(model.init)(jax.random.key(0), images)
+    stem = params["params"]["embedding"]
+    # NOTE: patch 8 -> three stride-2 convs (channels width/4, width/2, width) and a 1x1 projection to width.
+    assert sorted(stem) == ["conv_0", "conv_1", "conv_2", "proj"]
+    assert [stem[f"conv_{i}"]["kernel"].value.shape for i in range(3)] == [(3, 3, 3, 8), (3, 3, 8, 16), (3, 3, 16, 32)]
+    assert stem["proj"]["kernel"].value.shape == (32, 32) and stem["proj"]["kernel"].names == ("patch", "embed")
+    pooled, tokens = jax.jit(lambda p, x: model.apply(p, x, return_tokens=True))(params, images)
+    assert pooled.shape == (2, 32) and tokens.shape == (2, 16, 32)
+
+    # The stem against a float64 numpy reference on random non-zero params (tolerance: float32 rounding).
+    raw = jax.tree.map(lambda a: np.asarray(a, np.float64), nn.unbox(params)["params"]["embedding"])
+    raw = jax.tree.map(lambda a: a + 0.1 * np.random.default_rng(1).standard_normal(a.shape), raw)
+    x = np.asarray(images, np.float64)
+    for i in range(3):
+        y = _conv3x3_s2_same(x, raw[f"conv_{i}"]["kernel"], raw[f"conv_{i}"]["bias"])
+        x = 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))  # tanh-approximate GELU (flax default)
+    ref = x @ raw["proj"]["kernel"] + raw["proj"]["bias"]
+    from vljax.models.vit import ConvStem  # NOTE: local import keeps this appended block self-contained.
+
+    got = ConvStem(32, (8, 8)).apply({"params": jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), raw)}, images)
+    assert got.shape == (2, 4, 4, 32)
+    np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=1e-4, atol=1e-4)
+
+    explicit = ViT(**TINY_VIT, stem="conv", stem_channels=(4, 4, 12))
+    shapes = jax.eval_shape(explicit.init, jax.random.key(0), images)["params"]["embedding"]
+    assert shapes["conv_2"]["kernel"].value.shape == (3, 3, 4, 12) and shapes["proj"]["kernel"].value.shape == (12, 32)
+
+
+def test_vit_stem_errors_name_the_field():
+    images = _images()
+    with pytest.raises(ValueError, match="stem="):
+        ViT(**TINY_VIT, stem="convs").init(jax.random.key(0), images)
+    with pytest.raises(ValueError, match="power-of-two"):
+        ViT(**dict(TINY_VIT, patch_size=(6, 6), image_size=36), stem="conv").init(jax.random.key(0), _images(size=36))
+    with pytest.raises(ValueError, match="stem_channels"):
+        ViT(**TINY_VIT, stem="conv", stem_channels=(8, 16)).init(jax.random.key(0), images)

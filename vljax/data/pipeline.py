@@ -46,9 +46,13 @@ def per_host_batch_size(global_batch: int) -> int:
 
 
 def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_seed: int | None,
-                  repeat: bool, num_threads: int = 2, prefetch: int = 8, drop_remainder: bool = True
-                  ) -> grain.IterDataset:
-    """Random-access source -> grain IterDataset of host batches (sharded by process)."""
+                  repeat: bool, num_threads: int = 2, prefetch: int = 8, drop_remainder: bool = True,
+                  pack: dict | None = None) -> grain.IterDataset:
+    """Random-access source -> grain IterDataset of host batches (sharded by process).
+
+    pack: dict(max_len=T, num_bins=N, pad_id=P) packs the (padded, 1-D) tokens / label_mask examples
+    into rows [T] with segment_ids and positions (vljax.data.packing) before batching.
+    """
     ds = grain.MapDataset.source(source)
     if shuffle_seed is not None:
         ds = ds.shuffle(seed=shuffle_seed)
@@ -56,5 +60,14 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
         ds = ds.repeat()
     if jax.process_count() > 1:
         ds = ds[jax.process_index()::jax.process_count()]
+    read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+    if pack is not None:
+        from vljax.data import packing
+
+        ds = ds.map(to_example).map(lambda e: packing.strip_padding(e, int(pack["pad_id"]), int(pack["max_len"])))
+        # NOTE: packing runs after the threaded map stage (it is sequential by nature); its iterator state
+        # wraps the prefetch iterator's, so checkpoints still resume exactly.
+        packed = packing.pack_dataset(ds.to_iter_dataset(read), int(pack["max_len"]), int(pack["num_bins"]))
+        return packed.batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
     ds = ds.map(to_example).batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
-    return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+    return ds.to_iter_dataset(read)

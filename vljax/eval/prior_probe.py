@@ -5,14 +5,15 @@ For each split in cfg.splits (e.g. in_prior, counter_prior), on the first cfg.n 
     <split>/slot_acc          argmax accuracy on image-dependent slot tokens (count, size, color, shape)
     <split>/color_acc, shape_acc
     <split>/nll_<kind>        mean NLL on boilerplate, slot and noise tokens (noise: 'image number 4831')
-    <split>/halluc_tf         at a shape token right after the rule's premise word ("red") whose truth is
-                              not the rule's consequence: rate of predicting the consequence ("circle")
+    <split>/halluc_tf         at a token right after the rule's premise word ("red") whose truth is another
+                              value of the consequence attribute: rate of predicting the consequence ("circle")
   greedy (cfg.greedy; the caption decoded from the image + prompt)
     <split>/pair_precision    generated (color, shape) pairs that exist in the scene
     <split>/pair_recall       scene (color, shape) pairs that the caption names
     <split>/halluc_greedy     scenes holding a premise object that is not the consequence (a red
-                              non-circle) whose caption names the (premise, consequence) pair anyway
-The prior rule is config.data.world.prior.rules[0] ("color=red -> shape=circle").
+                              non-circle) and no premise+consequence object, whose caption names that pair anyway
+The prior rule is config.data.world.prior.rules[0]: "color=red -> shape=circle" or "size=large -> color=red"
+(the premise word directly precedes the consequence word in world captions: size, color, shape order).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vljax.data.world import concepts
 from vljax.eval.embed import world_samples
 from vljax.eval.generation import build_prompts, generate_ids
 from vljax.losses import lm as lm_loss
 
 SLOT_KINDS = {"count": 1, "size": 2, "color": 3, "shape": 4}
+# NOTE: attribute pairs that are adjacent in world noun phrases ("two large red squares").
+ADJACENT = (("size", "color"), ("color", "shape"))
 NLL_KINDS = {"boilerplate": (0,), "slot": (1, 2, 3, 4, 5, 6, 7), "noise": (10,)}
 
 
@@ -47,20 +51,16 @@ def word_forms(vocab, word: str) -> list[int]:
     return sorted({i for i in ids if i != unk})
 
 
-def pairs_in(words: list[str], colors: dict[str, str], shapes: dict[str, str]) -> set[tuple[str, str]]:
-    """Words -> {(color, shape)} for every color word directly followed by a shape word (singular or plural)."""
-    out = set()
-    for a, b in zip(words, words[1:]):
-        if a in colors and b in shapes:
-            out.add((colors[a], shapes[b]))
-    return out
+def pairs_in(words: list[str], first: dict[str, str], second: dict[str, str]) -> set[tuple[str, str]]:
+    """Words -> {(a, b)} for every `first` word directly followed by a `second` word (word -> class name maps)."""
+    return {(first[a], second[b]) for a, b in zip(words, words[1:]) if a in first and b in second}
 
 
-def truth_pairs(sample: dict, color_names, shape_names) -> set[tuple[str, str]]:
-    """Scene -> {(color name, shape name)} of its valid objects."""
+def truth_pairs(sample: dict, names: dict[str, tuple], attrs=("color", "shape")) -> set[tuple[str, str]]:
+    """Scene -> {(name of attrs[0], name of attrs[1])} over its valid objects."""
     valid = np.asarray(sample["objects/valid"], bool)
-    c, s = np.asarray(sample["objects/color"])[valid], np.asarray(sample["objects/shape"])[valid]
-    return {(color_names[int(i)], shape_names[int(j)]) for i, j in zip(c, s)}
+    a, b = (np.asarray(sample[f"objects/{x}"])[valid] for x in attrs)
+    return {(names[attrs[0]][int(i)], names[attrs[1]][int(j)]) for i, j in zip(a, b)}
 
 
 def _teacher_forced(exp, params, batch, cfg):
@@ -97,18 +97,19 @@ def evaluate(exp, params, cfg) -> dict[str, float]:
         config.prior.variant = "ntp"
     vocab = exp.world.vocab
     (p_attr, p_val), (c_attr, c_val) = parse_rule(config.data.world.prior.rules[0])
-    if (p_attr, c_attr) != ("color", "shape"):
-        raise ValueError(f"prior_probe measures color -> shape rules, got {p_attr} -> {c_attr}")
+    if (p_attr, c_attr) not in ADJACENT:
+        raise ValueError(f"prior_probe measures rules between adjacent caption words {ADJACENT}, got {p_attr} -> {c_attr}")
     premise_id, consequence_ids = vocab.index(p_val), word_forms(vocab, c_val)
-    color_names, shape_names = exp.world.class_names("color"), exp.world.class_names("shape")
-    colors = {vocab.words([i])[0]: n for n in color_names for i in word_forms(vocab, n)[:1]}
-    shapes = {vocab.words([i])[0]: n for n in shape_names for i in word_forms(vocab, n)}
+    # NOTE: objects/<attr> ids index the canonical inventories (not the enabled subset's class names).
+    names = {"size": concepts.SIZES, "color": concepts.COLORS, "shape": concepts.SHAPES}
+    # NOTE: caption word (singular or plural) -> class name, per attribute.
+    words = {a: {vocab.words([i])[0]: n for n in names[a] for i in word_forms(vocab, n)} for a in names}
     fields = exp.method.data_spec(config)["fields"] + ("objects",)
     bs = int(cfg.get("batch_size", 64))
     out = {}
     for split in cfg.splits:
         samples = world_samples(exp.world, split, int(cfg.n), fields)
-        sums = {k: [0.0, 0] for k in ("slot", "color", "shape", "halluc")}
+        sums = {k: [0.0, 0] for k in ("slot", "size", "color", "shape", "halluc")}
         nll_sums = {k: [0.0, 0] for k in NLL_KINDS}
         prec, rec, hall = [0, 0], [0, 0], [0, 0]
         for start in range(0, len(samples), bs):
@@ -122,7 +123,7 @@ def evaluate(exp, params, cfg) -> dict[str, float]:
             slot = mask & np.isin(kinds, list(SLOT_KINDS.values()))
             sums["slot"][0] += correct[slot].sum()
             sums["slot"][1] += slot.sum()
-            for name in ("color", "shape"):
+            for name in ("size", "color", "shape"):
                 sel = mask & (kinds == SLOT_KINDS[name])
                 sums[name][0] += correct[sel].sum()
                 sums[name][1] += sel.sum()
@@ -131,20 +132,21 @@ def evaluate(exp, params, cfg) -> dict[str, float]:
                 nll_sums[name][0] += nll[sel].sum()
                 nll_sums[name][1] += sel.sum()
             # NOTE: tokens[:, t] is the input at t, whose logits predict targets[:, t] = tokens[:, t + 1].
-            after = mask & (tokens == premise_id) & (kinds == SLOT_KINDS["shape"]) & ~np.isin(targets, consequence_ids)
+            after = mask & (tokens == premise_id) & (kinds == SLOT_KINDS[c_attr]) & ~np.isin(targets, consequence_ids)
             sums["halluc"][0] += np.isin(pred[after], consequence_ids).sum()
             sums["halluc"][1] += after.sum()
             if cfg.get("greedy", True):
                 gens = _generate(exp, params, chunk_p, cfg)[: len(chunk)]
                 for s, g in zip(chunk, gens):
-                    said = pairs_in(vocab.words(g), colors, shapes)
-                    true = truth_pairs(s, color_names, shape_names)
+                    said = pairs_in(vocab.words(g), words["color"], words["shape"])
+                    true = truth_pairs(s, names)
                     prec[0] += len(said & true)
                     prec[1] += len(said)
                     rec[0] += len(said & true)
                     rec[1] += len(true)
-                    if any(c == p_val and sh != c_val for c, sh in true) and (p_val, c_val) not in true:
-                        hall[0] += (p_val, c_val) in said
+                    rule_true = truth_pairs(s, names, (p_attr, c_attr))
+                    if any(a == p_val and b != c_val for a, b in rule_true) and (p_val, c_val) not in rule_true:
+                        hall[0] += (p_val, c_val) in pairs_in(vocab.words(g), words[p_attr], words[c_attr])
                         hall[1] += 1
         for name, (a, n) in sums.items():
             if n:

@@ -17,6 +17,7 @@ from vljax.data.tokenizer import BOS, EOS, PAD
 from vljax.nn.dtypes import dtype
 from vljax.losses import lm as lm_loss
 from vljax.models import decoding
+from vljax.models.lm_sizes import resolve_lm
 from vljax.models.lvlm import LVLM
 
 EVALS = ("generation",)
@@ -29,7 +30,7 @@ def build(config, vocab_size: int) -> LVLM:
     m = config.model
     vision = None if m.get("vision") is None else dict(m.vision, remat=m.remat)
     return LVLM(
-        lm=dict(m.lm, vocab_size=vocab_size),
+        lm=dict(resolve_lm(m.lm), vocab_size=vocab_size),  # NOTE: a dict or an LM_SIZES name
         vision=vision,
         image_size=int(config.data.world.resolution),
         projector=m.projector,

@@ -17,14 +17,18 @@ import numpy as np
 from vljax.data.tokenizer import BOS, EOS, PAD
 from vljax.losses import lm as lm_loss
 from vljax.models.causal_lm import CausalLM
+from vljax.models.lm_sizes import resolve_lm
 from vljax.nn.dtypes import dtype
 
 EVALS = ()
+# NOTE: examples are just tokens + label_mask and the loss takes segment_ids / positions, so
+# config.data.pack=True may pack several captions per row (vljax/data/packing.py).
+PACKABLE = True
 
 
 def build(config, vocab_size: int) -> CausalLM:
-    """config.model.lm -> CausalLM."""
-    return CausalLM(**dict(config.model.lm, vocab_size=vocab_size), dtype=dtype(config.model.dtype))
+    """config.model.lm (a dict of CausalLM fields, or a vljax.models.lm_sizes.LM_SIZES name) -> CausalLM."""
+    return CausalLM(**dict(resolve_lm(config.model.lm), vocab_size=vocab_size), dtype=dtype(config.model.dtype))
 
 
 def init_params(model: CausalLM, config, rng: jax.Array):
@@ -59,14 +63,26 @@ def make_example(sample: dict, tokenizer, config) -> dict[str, np.ndarray]:
 
 
 def make_loss(model: CausalLM, config, mesh):
-    """-> loss_fn(params, batch, rng) -> (loss, metrics): NTP on caption tokens (bos and pads unsupervised)."""
+    """-> loss_fn(params, batch, rng) -> (loss, metrics): NTP on caption tokens (bos and pads unsupervised).
+
+    Packed batches (config.data.pack: segment_ids / positions [B, T] in the batch) keep attention and
+    targets inside each caption; their loss defaults to normalize='segment' (every caption counts once).
+    """
     del mesh  # NOTE: one token mean over the global batch; jit partitions it over any batch sharding.
+    packed = bool(config.data.get("pack", False))
+    # NOTE: packed rows use config.data.pack_normalize (default 'segment': each caption's mean counts once, as
+    # in an unpacked per-caption mean); config.loss_normalize (a preset default, 'token') applies unpacked.
+    if packed:
+        normalize = config.data.get("pack_normalize", "segment")
+    else:
+        normalize = config.get("loss_normalize", "token")
 
     def loss_fn(params, batch, rng):
         del rng  # NOTE: no dropout in the reference LM.
         tokens = batch["tokens"]
-        logits = model.apply({"params": params}, tokens)
-        targets, mask = lm_loss.shift_targets(tokens, batch["label_mask"])
-        return lm_loss.next_token_loss(logits, targets, mask, normalize=config.get("loss_normalize", "token"))
+        segment_ids, positions = batch.get("segment_ids"), batch.get("positions")
+        logits = model.apply({"params": params}, tokens, positions, segment_ids=segment_ids)
+        targets, mask = lm_loss.shift_targets(tokens, batch["label_mask"], segment_ids)
+        return lm_loss.next_token_loss(logits, targets, mask, segment_ids=segment_ids, normalize=normalize)
 
     return loss_fn

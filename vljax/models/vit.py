@@ -50,6 +50,68 @@ def vit_config(name: str) -> dict:
     return cfg
 
 
+STEMS = ("patch", "conv")
+
+
+class ConvStem(nn.Module):
+    """[B, H, W, C] -> [B, H/p, W/p, D]: log2(p) 3x3 stride-2 convs (GELU) and a 1x1 projection.
+
+    The convolutional stem of Xiao et al. 2021 ("Early convolutions help transformers see better"),
+    without batch norm. It replaces the patchify dense when a small ViT must learn shape from few steps:
+    shared 3x3 filters are translation-equivariant, while a patch dense sees an object cut at arbitrary
+    patch borders. Same token grid as PatchEmbed with the same (square, power-of-two) patch size.
+    `channels` (one per stride-2 conv; () = width / 2^(n-1-i), e.g. 24, 48, 96 for width 96, p 8).
+    """
+
+    width: int
+    patch_size: Sequence[int] = (8, 8)
+    channels: Sequence[int] = ()
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images):
+        """[B, H, W, C] -> [B, H/p, W/p, D]."""
+        if images.ndim != 4:
+            raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}")
+        ph, pw = self.patch_size
+        if ph != pw or ph < 2 or ph & (ph - 1):
+            raise ValueError(f"stem='conv' needs a square power-of-two patch_size, got {(ph, pw)}")
+        _, h, w, _ = images.shape
+        if h % ph or w % pw:
+            raise ValueError(f"image size {(h, w)} is not divisible by patch_size {(ph, pw)}")
+        n = ph.bit_length() - 1
+        channels = tuple(self.channels) or tuple(max(self.width // 2 ** (n - 1 - i), 8) for i in range(n))
+        if len(channels) != n:
+            raise ValueError(f"stem_channels needs {n} entries (one per stride-2 conv for patch {ph}), got {channels}")
+        x = images
+        for i, ch in enumerate(channels):
+            # NOTE: the stem's channels stay replicated (tiny kernels); only the projection is sharded.
+            x = nn.Conv(
+                ch,
+                (3, 3),
+                strides=(2, 2),
+                padding="SAME",
+                use_bias=self.use_bias,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), (None, None, None, None)),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
+                name=f"conv_{i}",
+            )(x)
+            x = nn.gelu(x)
+        return nn.Dense(
+            self.width,
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("patch", "embed")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            name="proj",
+        )(x)
+
+
 class ViT(nn.Module):
     """[B, H, W, 3] -> [B, D] pooled (and [B, N, D] patch tokens with return_tokens=True).
 
@@ -57,7 +119,8 @@ class ViT(nn.Module):
     explicit fields override the variant's. `token_merging` (None = off) is ToMe between attention and
     MLP of every block: dict(r, schedule, mode, prop_attn), see vljax/models/tomeformer.py; the CLS
     token (pool='cls') is never merged, 'gap' pools with size weights, and return_tokens gives the
-    merged tokens [B, N', D].
+    merged tokens [B, N', D]. `stem` is 'patch' (a dense per patch, the default) or 'conv' (ConvStem:
+    3x3 stride-2 convs to the same token grid, `stem_channels` per conv, () = automatic).
     """
 
     variant: str | None = None
@@ -68,6 +131,8 @@ class ViT(nn.Module):
     patch_size: Sequence[int] | None = None
     image_size: Sequence[int] | int = 224
     pool: str = "gap"
+    stem: str = "patch"
+    stem_channels: Sequence[int] = ()
     posemb: str = "learn"
     activation: str = "gelu"
     norm: str = "layernorm"
@@ -121,14 +186,15 @@ class ViT(nn.Module):
     def __call__(self, images, *, train: bool = False, return_tokens: bool = False):
         """[B, H, W, 3] -> [B, D], or ([B, D], [B, N, D]) with return_tokens=True."""
         cfg = self.dims()
-        x = PatchEmbed(
-            cfg["width"],
-            cfg["patch_size"],
-            use_bias=self.patch_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="embedding",
-        )(images.astype(self.dtype))
+        if self.stem not in STEMS:
+            raise ValueError(f"ViT stem={self.stem!r} is not one of {STEMS}")
+        if self.stem == "conv":
+            embed = ConvStem(cfg["width"], cfg["patch_size"], tuple(self.stem_channels), use_bias=self.patch_bias,
+                             dtype=self.dtype, param_dtype=self.param_dtype, name="embedding")
+        else:
+            embed = PatchEmbed(cfg["width"], cfg["patch_size"], use_bias=self.patch_bias, dtype=self.dtype,
+                               param_dtype=self.param_dtype, name="embedding")
+        x = embed(images.astype(self.dtype))
         b, gh, gw, d = x.shape
         x = x.reshape(b, gh * gw, d) + self._posemb(x, cfg)
         if self.pool == "cls":

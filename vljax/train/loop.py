@@ -78,8 +78,18 @@ class Experiment:
         else:
             to_example = pipeline.to_example_fn(self.tokenizer, spec["text_fields"], spec["keep"],
                                                 cfg.data.max_len)
+        pack = None
+        if cfg.data.get("pack", False):
+            if not getattr(self.method, "PACKABLE", False):
+                raise ValueError(f"config.data.pack=True: method {cfg.method!r} does not support sequence packing "
+                                 f"(its loss must take segment_ids / positions; see vljax/methods/text_lm.py)")
+            # NOTE: default buffer = one host batch of rows, so each batch is one first-fit buffer.
+            bins = cfg.data.get("pack_bins", 0) or pipeline.per_host_batch_size(int(cfg.train.batch_size))
+            # NOTE: make_example builders pad with vljax's PAD id whatever the tokenizer (text_lm, lvlm_ntp).
+            pack = dict(max_len=int(cfg.data.max_len), num_bins=int(bins), pad_id=tokenizer_lib.PAD)
         return pipeline.build_dataset(src, to_example, cfg.train.batch_size, shuffle_seed=cfg.data.shuffle_seed,
-                                      repeat=True, num_threads=cfg.data.num_threads, prefetch=cfg.data.prefetch)
+                                      repeat=True, num_threads=cfg.data.num_threads, prefetch=cfg.data.prefetch,
+                                      pack=pack)
 
     def jit_step(self, shardings):
         """The jitted, donated train step with explicit in/out shardings."""
