@@ -32,7 +32,7 @@ from vljax.data.world.scene2d import main_object
 from vljax.data.world.scene_spec import SceneSpec
 
 DOMAINS = ("natural", "medical", "aerial")
-MIXABLE = ("natural", "aerial")
+MIXABLE = ("natural", "medical", "aerial")
 SCENE_TYPES = ("residential", "farmland", "river", "airport", "forest", "parking", "industrial", "beach")
 SCENE_TYPE_NAMES = ("residential area", "farmland", "river", "airport", "forest", "parking lot", "industrial area",
                     "beach")
@@ -868,6 +868,15 @@ class Domains:
         """Text fields of one item: medical report + QA, or natural text with aerial caption / meta / QA."""
         out = {}
         want_qa = _selected("qa", fields)
+        if domain == "medical" and self.mix:
+            # NOTE: in a mix a medical item carries the union schema: natural captions describe its findings
+            # as objects, `caption` / `captions/report` are the report, QA is medical.
+            if world._annotate is not None:
+                out.update(world._annotate.annotate(world, spec, rel, split, index,
+                                                    tuple(f for f in fields if f != "qa"),
+                                                    **world._pixel_kwargs(rend)))
+            if self.aerial is not None and _selected("captions/meta", fields):
+                out["captions/meta"] = ""
         if domain == "medical":
             report, spans = medical_report(spec, split, index, self.seed, self.superclass_p)
             if _selected("caption", fields):
@@ -886,6 +895,12 @@ class Domains:
                                                 **world._pixel_kwargs(rend)))
         if self.aerial is not None and _selected("captions/meta", fields):
             out["captions/meta"] = meta_caption(spec, info["geo"]) if domain == "aerial" else ""
+        if self.medical is not None:
+            # NOTE: union schema of a mix with medical: empty report (padded spans) on natural / aerial items.
+            if _selected("captions/report", fields):
+                out["captions/report"] = ""
+            if _selected("spans/report", fields):
+                out["spans/report"] = np.full((MAX_SPANS, 5), -1, np.int32)
         if domain == "aerial":
             if _selected("caption", fields):
                 out["caption"] = aerial_caption(spec, split, index, self.seed, self.keyword_p)
@@ -915,8 +930,13 @@ class Domains:
             return out
         if world._annotate is not None:
             out.update(world._annotate_spec(text_fields))
-        if _selected("captions/meta", text_fields):
+        if self.aerial is not None and _selected("captions/meta", text_fields):
             out["captions/meta"] = ((), str_t)
+        if self.medical is not None:
+            if _selected("captions/report", text_fields):
+                out["captions/report"] = ((), str_t)
+            if _selected("spans/report", text_fields):
+                out["spans/report"] = ((MAX_SPANS, 5), s)
         if _selected("qa", text_fields):
             out.update(qa)
         return out

@@ -233,10 +233,39 @@ def contrast_edit(world, spec: SceneSpec, u: _U, factor: str) -> tuple:
     return _spec(spec, a), np.asarray(slots, np.int32)
 
 
+def counter_prior_edit(world, spec: SceneSpec, split: str, index: int, u: _U) -> tuple | None:
+    """Scene of split `counter_prior` -> (factor, in-prior SceneSpec, int32 [2] slots) or None.
+
+    Object 0 holds the premise of the violated rule and breaks its consequence; the edit sets the consequence
+    attribute back to the rule's value, so the changed factor crosses the prior (S-VCO counter-prior pair). None for
+    co-occurrence and row / col rules (no single attribute factor crosses them).
+    """
+    k = int(world.scene_info(split, index).get("rule", -1))
+    if k < 0:
+        return None
+    rule = config_lib.parse_rule(world.cfg.prior.rules[k], world.cfg)
+    c_attr, c_id = rule["consequence"]
+    if rule["cooccur"] or c_attr not in ("color", "shape", "size", "texture") or not spec.valid[0]:
+        return None
+    a = _arrays(spec)
+    _attr_set(world, a, 0, c_attr, c_id)
+    if c_attr == "color":
+        a["rgb"][0] = _rgb(world, c_id, u.next())
+    return c_attr, _spec(spec, a), np.asarray([0, -1], np.int32)
+
+
 def contrast_spec(world, spec: SceneSpec, split: str, index: int, factor: str | None = None) -> tuple:
-    """-> (factor name, edited SceneSpec, int32 [2] edited slots); factor None = drawn among the applicable ones."""
+    """-> (factor name, edited SceneSpec, int32 [2] edited slots); factor None = drawn among the applicable ones.
+
+    In split `counter_prior` the drawn contrast is the in-prior twin (`counter_prior_edit`) when the violated rule
+    has an attribute consequence.
+    """
     u = _U(stream_uniforms(world.seed, split, index, "contrast", _N_U))
     pick = u.next()
+    if factor is None and split == "counter_prior":
+        crossed = counter_prior_edit(world, spec, split, index, u)
+        if crossed is not None:
+            return crossed
     if factor is None:
         options = contrast_factors(world, spec)
         if not options:
@@ -260,6 +289,20 @@ def contrast(world, spec: SceneSpec, split: str, index: int, fields: tuple, fact
     if want("contrast/objects"):
         for k in _OBJ_KEYS:
             out[f"contrast/objects/{k}"] = rend["area"] if k == "area" else getattr(new, k)
+    return out
+
+
+# NOTE: what a model would see of the scene; ground truth (masks, boxes, objects) stays for the evaluator.
+BLIND_PIXELS = ("image", "contrast/image", "cf/factual_image", "cf/images")
+
+
+def blind(sample: dict) -> dict:
+    """sample dict -> its blind variant (S-VCO, VLind): `has_image` False, every image of BLIND_PIXELS zeroed."""
+    out = dict(sample)
+    out["has_image"] = np.bool_(False)
+    for k in BLIND_PIXELS:
+        if k in out:
+            out[k] = np.zeros_like(out[k])
     return out
 
 

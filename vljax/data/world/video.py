@@ -6,7 +6,9 @@ wall is a `bounce` event), and the circumradius is s0 * (1 + g*t) for grow / shr
 renderer (`Raster2D.render`) called once per frame time on the t=0 `SceneSpec` moved to that time.
 `Video` gives the World its `sample` / `spec` / `label` for `cfg.kind == "video"`. Action pairs
 (`video.action_pairs`) give each of slots 0 and 1 an active window (first / second half of the clip);
-opt-in extras (moments, flash, UniVid pairs, order contrast, audio captions) live in `video_extras.py`.
+opt-in extras (moments, flash, UniVid pairs, order contrast, audio captions, video QA) live in `video_extras.py`.
+With `appear` / `disappear` in `video.events`, still objects pop in / out and moving ones fly freely through the
+image border at exact analytic crossing times (`pass_time`, `cross_time`); `downsample` box-filters the frames.
 """
 from __future__ import annotations
 
@@ -23,7 +25,15 @@ from vljax.data.world.rng import stream_uniforms
 # NOTE: event type ids are part of the data format (WORLD.md 3.5 order): never renumber, only append.
 EVENT_TYPES = ("move", "bounce", "grow", "shrink", "appear", "disappear", "flash", "approach", "grasp",
                "carry", "cut")
-EVENTS_IMPLEMENTED = ("move", "bounce", "grow", "shrink")
+EVENTS_IMPLEMENTED = ("move", "bounce", "grow", "shrink", "appear", "disappear")
+VIS_EVENTS = ("appear", "disappear")
+# Appear / disappear times (fractions of the duration): appear in [0.1, 0.4], disappear in [0.6, 0.9], so an object
+# that does both is shown for at least 0.2 of the clip.
+APPEAR_WINDOW, DISAPPEAR_WINDOW = (0.1, 0.4), (0.6, 0.9)
+# NOTE: the renderer has no per-frame validity hole (valid slots are contiguous), so a hidden object is drawn with
+# this circumradius at the image corner (0, 0), a pixel corner: the nearest pixel center is 0.71 px away, so its
+# alpha is 0 everywhere (no pixel, no box) while its slot and paint order stay unchanged.
+HIDDEN_SCALE = 1e-6
 SIZE_CHANGES = ("static", "grow", "shrink")
 # Speed bins in image sides per second.
 SPEED_VALUES = {"slow": 0.2, "medium": 0.4, "fast": 0.6}
@@ -37,7 +47,8 @@ LABEL_TASKS = ("action",)
 # NOTE: "video" selects its sub-paths except the costly opt-in segmentation ones (WORLD.md 3.5).
 VIDEO_FIELDS = ("video", "video/boxes", "video/visible", "video/masks", "video/instance_map")
 AUDIO_FIELDS = ("audio/wave", "audio/sources", "audio/logmel")
-_OPT_IN = ("video/masks", "video/instance_map", "audio/logmel")
+_OPT_IN = ("video/masks", "video/instance_map", "audio/logmel", "events/time")
+QA_FIELDS = ("qa/question", "qa/answer", "qa/type", "qa/template", "qa/target")
 PAIR_FIELDS = ("pair/task", "pair/source", "pair/target", "pair/perm")
 CONTRAST_FIELDS = ("contrast/video", "contrast/caption", "contrast/events", "contrast/factor")
 
@@ -74,6 +85,46 @@ def bounce_times(x0: float, v: float, lo: float, hi: float, duration: float) -> 
     ks = np.arange(np.floor(a / span), np.ceil(b / span) + 1)
     t = (ks * span - u0) / v
     return np.sort(t[(t > 1e-9) & (t <= duration + 1e-9)])
+
+
+def cross_time(l_a: float, v_a: float, s0: float, g: float, t_c: float, enter: bool) -> float:
+    """Free flight p(t) = l_a + v_a (t - t_c), radius s0 (1 + g t) -> time its extent [p - s, p + s] enters the
+    band [0, 1] through the edge behind it (`enter`) or leaves it through the edge ahead; inf for v_a = 0 on exit,
+    -inf on entry (a still axis never limits)."""
+    if v_a == 0:
+        return -np.inf if enter else np.inf
+    sp = abs(v_a)
+    if enter:
+        # NOTE: distance from the entry edge (behind) to l_a; the far side of the extent touches it at t*.
+        d = l_a if v_a > 0 else 1.0 - l_a
+        return (sp * t_c - s0 - d) / (sp + s0 * g)
+    d = 1.0 - l_a if v_a > 0 else l_a
+    return (sp * t_c + s0 + d) / (sp - s0 * g)
+
+
+def pass_time(l: np.ndarray, v: np.ndarray, s0: float, g: float, t: float, enter: bool) -> float | None:
+    """Layout center l [2], velocity v [2] -> time t_c at which a free-flying object is at l such that its bounding
+    square first touches the image at time t (`enter`) or has just fully left it at time t; None when the radius
+    grows or shrinks as fast as the object moves (no single crossing)."""
+    out = []
+    for a in range(2):
+        sp = abs(float(v[a]))
+        if sp == 0:
+            continue
+        if sp - abs(s0 * g) <= 1e-6:
+            return None
+        la = float(l[a])
+        if enter:
+            d = la if v[a] > 0 else 1.0 - la
+            out.append(((sp + s0 * g) * t + s0 + d) / sp)
+        else:
+            d = 1.0 - la if v[a] > 0 else la
+            out.append(((sp - s0 * g) * t - s0 - d) / sp)
+    if not out:
+        return None
+    # NOTE: the square is inside only when both axes are (entry = the later axis), outside when either is
+    # (exit = the earlier axis); per-axis times increase with t_c, so min / max of the per-axis t_c solves it.
+    return min(out) if enter else max(out)
 
 
 class Video:
@@ -115,8 +166,10 @@ class Video:
             raise ValueError(f"caption.av_subset={av} must be two shares >= 0 summing to <= 1")
         if cfg.style in ("noisy_bg", "texture_noise"):
             raise ValueError(f"style={cfg.style!r} is not implemented for kind 'video'")
-        if int(cfg.downsample) != 1:
-            raise ValueError(f"downsample={cfg.downsample}: kind 'video' renders at downsample 1 only")
+        self.vis = tuple(e for e in VIS_EVENTS if e in vc.events)
+        if self.vis and vc.action_pairs:
+            raise ValueError(f"video.events={tuple(vc.events)}: appear / disappear cannot be combined with "
+                             "video.action_pairs")
         ac = cfg.audio
         self.audio = bool(ac.enabled)
         if self.audio:
@@ -154,6 +207,10 @@ class Video:
         # NOTE: `video/flash` joins the "video" prefix only when flashes exist, so flash-free schemas are unchanged.
         self.video_fields = VIDEO_FIELDS + (("video/flash",) if self.flash_p > 0 else ())
         self.n_events = EVENTS_PER_OBJECT * self.o
+        # NOTE: `downsample` renders at `resolution` and box-filters RGB frames (UniVid's 16 px = 32 / 2).
+        self.down = int(cfg.downsample)
+        self.qa_types = tuple(t for t in cfg.qa.types if t in extras.VIDEO_QA_TYPES)
+        self.qa_q = int(cfg.qa.per_sample)
         # NOTE: frames sample the centers of T equal time bins, so any T sees the same motion.
         self.frame_times = ((np.arange(self.t_frames) + 0.5) * (self.duration / self.t_frames)).astype(np.float32)
 
@@ -168,7 +225,9 @@ class Video:
         spec, info = self.scene2d.sample(split, index)
         o = self.o
         # NOTE: extras come after the 3*O+1 motion draws of the same stream: a Philox prefix never changes.
-        uu = stream_uniforms(self.seed, split, index, "video", 3 * o + 1 + extras.N_EXTRA)
+        # NOTE: appear / disappear draws (3 per slot) come after the extras, so they change nothing before them.
+        n_vis = 3 * o if self.vis else 0
+        uu = stream_uniforms(self.seed, split, index, "video", 3 * o + 1 + extras.N_EXTRA + n_vis)
         u = uu[:3 * o].reshape(3, o)
         n_d = self.n_dirs + 1
         direction = np.minimum((u[0] * n_d).astype(np.int32), n_d - 1)
@@ -194,10 +253,49 @@ class Video:
         s_max = spec.scale.astype(np.float64) * np.maximum(1.0, 1.0 + g * (off - on))
         lo = np.minimum(s_max, 0.5)
         p0 = np.clip(spec.center.astype(np.float64), lo[:, None], 1 - lo[:, None])
-        return {"spec": spec, "main": int(info["main"]), "direction": direction, "speed": speed,
-                "size_change": size_change, "velocity": vel, "growth": g, "p0": p0, "lo": lo,
-                "static_caption": bool(uu[3 * o] < self.static_caption_p), "on": on, "off": off,
-                "extra": uu[3 * o + 1:]}
+        m = {"spec": spec, "main": int(info["main"]), "direction": direction, "speed": speed,
+             "size_change": size_change, "velocity": vel, "growth": g, "p0": p0, "lo": lo,
+             "static_caption": bool(uu[3 * o] < self.static_caption_p), "on": on, "off": off,
+             "extra": uu[3 * o + 1:3 * o + 1 + extras.N_EXTRA],
+             "free": np.zeros(o, bool), "t_show": np.zeros(o), "t_hide": np.full(o, np.inf)}
+        if self.vis:
+            self._plan_visibility(m, uu[3 * o + 1 + extras.N_EXTRA:].reshape(3, o))
+        return m
+
+    def _plan_visibility(self, m: dict, u: np.ndarray) -> None:
+        """motion dict x uniforms [3, O] -> fills free / t_show / t_hide (and p0 of free-flying objects) in place.
+
+        Per valid object, with probability 1/2 one of the enabled kinds (appear, disappear; both only for still
+        objects). A still object pops in at t_show / out at t_hide. A moving one flies freely (no walls): it enters
+        the frame at t_show (its bounding square first touches the image) or has fully left it at t_hide; then both
+        crossing times of its straight track are exact and either becomes an event when it falls inside the clip.
+        """
+        spec, dur = m["spec"], self.duration
+        opts_move = self.vis
+        opts_still = self.vis + (("both",) if len(self.vis) == 2 else ())
+        for j in np.flatnonzero(spec.valid).tolist():
+            moving = m["direction"][j] != self.n_dirs
+            opts = opts_move if moving else opts_still
+            if u[0, j] < 0.5:
+                continue
+            kind = opts[min(int((u[0, j] - 0.5) * 2 * len(opts)), len(opts) - 1)]
+            t_a = dur * (APPEAR_WINDOW[0] + (APPEAR_WINDOW[1] - APPEAR_WINDOW[0]) * u[1, j])
+            t_d = dur * (DISAPPEAR_WINDOW[0] + (DISAPPEAR_WINDOW[1] - DISAPPEAR_WINDOW[0]) * u[2, j])
+            if moving:
+                lay = spec.center[j].astype(np.float64)
+                v, s0, g = m["velocity"][j], float(spec.scale[j]), float(m["growth"][j])
+                t_c = pass_time(lay, v, s0, g, t_a if kind == "appear" else t_d, kind == "appear")
+                if t_c is not None:
+                    m["free"][j] = True
+                    m["p0"][j] = lay - v * t_c
+                    m["t_show"][j] = max(0.0, max(cross_time(lay[a], v[a], s0, g, t_c, True) for a in range(2)))
+                    m["t_hide"][j] = min(cross_time(lay[a], v[a], s0, g, t_c, False) for a in range(2))
+                    continue
+            # NOTE: still objects (and movers whose size changes as fast as they move) pop in / out in place.
+            if kind in ("appear", "both"):
+                m["t_show"][j] = t_a
+            if kind in ("disappear", "both"):
+                m["t_hide"][j] = t_d
 
     def state_at(self, m: dict, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """motion dict x float [T] times -> (centers float32 [T,O,2], scales float32 [T,O])."""
@@ -206,6 +304,8 @@ class Video:
         lo = m["lo"][None, :, None]
         raw = m["p0"][None] + m["velocity"][None] * t[:, :, None]
         centers = reflect(raw, lo, 1 - lo) if self.bounce else np.clip(raw, lo, 1 - lo)
+        if m["free"].any():
+            centers[:, m["free"]] = raw[:, m["free"]]  # NOTE: free-flying objects cross the walls.
         scales = m["spec"].scale[None].astype(np.float64) * (1 + m["growth"][None] * t)
         return centers.astype(np.float32), scales.astype(np.float32)
 
@@ -214,33 +314,57 @@ class Video:
         out = [np.zeros(0)] * self.o
         if not self.bounce:
             return out
-        for j in np.flatnonzero(m["spec"].valid & (m["direction"] != self.n_dirs)):
+        for j in np.flatnonzero(m["spec"].valid & (m["direction"] != self.n_dirs) & ~m["free"]):
             lo = m["lo"][j]
             on, span = m["on"][j], m["off"][j] - m["on"][j]
             out[j] = on + np.sort(np.concatenate([bounce_times(m["p0"][j, a], m["velocity"][j, a], lo, 1 - lo,
                                                                span) for a in range(2)]))
+            if self.vis:
+                # NOTE: a hidden (popped-out) object makes no wall-hit event.
+                out[j] = out[j][(out[j] >= m["t_show"][j]) & (out[j] < m["t_hide"][j])]
         return out
 
     def events(self, m: dict, bounces: list) -> np.ndarray:
         """motion dict x per-slot bounce times -> int32 [Ev, 4] (slot, type, start, end frame), -1 padded."""
+        return self.event_table(m, bounces)[0]
+
+    def event_table(self, m: dict, bounces: list) -> tuple:
+        """motion dict x bounce times -> (int32 [Ev,4] events, float32 [Ev,2] exact (start, end) seconds, -1 pad).
+
+        Rows are slot-major: move, grow / shrink, bounces (at most 4 and at most what the 6 rows per slot leave),
+        appear, disappear. An instant event sits at the frame bin that holds its time.
+        """
         out = np.full((self.n_events, 4), -1, np.int32)
+        times = np.full((self.n_events, 2), -1.0, np.float32)
         last = self.t_frames - 1
-        rows = []
+        rows, secs = [], []
+        at = lambda t: int(np.clip(np.floor(t * self.t_frames / self.duration), 0, last))  # noqa: E731
         for j in np.flatnonzero(m["spec"].valid):
             # NOTE: an action window [on, off] covers the frames whose bins overlap it.
-            f0 = int(np.clip(np.floor(m["on"][j] * self.t_frames / self.duration + 1e-9), 0, last))
-            f1 = int(np.clip(np.ceil(m["off"][j] * self.t_frames / self.duration - 1e-9) - 1, f0, last))
+            on, off = float(m["on"][j]), float(m["off"][j])
+            f0 = int(np.clip(np.floor(on * self.t_frames / self.duration + 1e-9), 0, last))
+            f1 = int(np.clip(np.ceil(off * self.t_frames / self.duration - 1e-9) - 1, f0, last))
+            base = []
             if m["direction"][j] != self.n_dirs:
-                rows.append((j, 0, f0, f1))
+                base.append(((j, 0, f0, f1), (on, off)))
             sc = self.sc_names[m["size_change"][j]]
             if sc != "static":
-                rows.append((j, EVENT_TYPES.index(sc), f0, f1))
-            for tb in bounces[j][:EVENTS_PER_OBJECT - 2]:
-                f = int(np.clip(np.floor(tb * self.t_frames / self.duration), 0, last))
-                rows.append((j, 1, f, f))
+                base.append(((j, EVENT_TYPES.index(sc), f0, f1), (on, off)))
+            vis = []
+            t_show, t_hide = float(m["t_show"][j]), float(m["t_hide"][j])
+            if 0 < t_show <= self.duration:
+                vis.append(((j, EVENT_TYPES.index("appear"), at(t_show), at(t_show)), (t_show, t_show)))
+            if t_hide <= self.duration:
+                vis.append(((j, EVENT_TYPES.index("disappear"), at(t_hide), at(t_hide)), (t_hide, t_hide)))
+            cap = min(EVENTS_PER_OBJECT - 2, EVENTS_PER_OBJECT - len(base) - len(vis))
+            bnc = [((j, 1, at(tb), at(tb)), (float(tb), float(tb))) for tb in bounces[j][:cap]]
+            for r, t in base + bnc + vis:
+                rows.append(r)
+                secs.append(t)
         if rows:
             out[:len(rows)] = np.asarray(rows, np.int32)
-        return out
+            times[:len(rows)] = np.asarray(secs, np.float32)
+        return out, times
 
     def action(self, m: dict, slot: int) -> int:
         """motion dict x slot -> action id: (direction * n_speeds + speed) * n_sizes + size; static last."""
@@ -322,7 +446,9 @@ class Video:
         out["objects/size_change"] = m["size_change"]
         out["num_objects"] = np.int32(spec.num_objects)
         bounces = self.bounces(m)
-        out["events"] = self.events(m, bounces)
+        out["events"], ev_time = self.event_table(m, bounces)
+        if wanted("events/time", fields):
+            out["events/time"] = ev_time
         out["labels/action"] = np.int32(self.action(m, m["main"]))
         out["frame_times"] = self.frame_times
         want = tuple(k for k in self.video_fields if wanted(k, fields))
@@ -336,6 +462,11 @@ class Video:
             out.update({k: v for k, v in full.items() if selected(k, fields)})
         if any(selected(k, fields) for k in PAIR_FIELDS):
             out.update({k: v for k, v in self._pair(m, frames).items() if selected(k, fields)})
+        if self.qa_types and any(selected(k, fields) for k in QA_FIELDS):
+            u = stream_uniforms(self.seed, split, index, "qa", 4 * self.qa_q).reshape(self.qa_q, 4)
+            full = extras.video_qa(self.qa_types, u, spec.color, spec.shape, spec.valid, m["direction"],
+                                   self.dir_names, m["t_show"], self.duration)
+            out.update({k: v for k, v in full.items() if selected(k, fields)})
         if self.action_pairs and any(selected(k, fields) for k in CONTRAST_FIELDS):
             out.update({k: v for k, v in self._contrast(split, index).items() if selected(k, fields)})
         if self.audio and any(wanted(k, fields) for k in AUDIO_FIELDS + tuple(extras.AV_SPEC)):
@@ -357,6 +488,13 @@ class Video:
         """motion dict (x edited t=0 SceneSpec) -> (video u8 [T,H,W,3], boxes f32 [T,O,4], instance map i16 [T,H,W])."""
         r, spec, t_n, o = self.cfg.resolution, m["spec"] if spec is None else spec, self.t_frames, self.o
         centers, scales = self.state_at(m, self.frame_times)
+        if self.vis:
+            # NOTE: outside [t_show, t_hide) an object is hidden (free flyers are then wholly outside the image
+            # anyway); parking it at the corner keeps the render window on the canvas.
+            ft = self.frame_times.astype(np.float64)[:, None]
+            hid = (ft < m["t_show"][None]) | (ft >= m["t_hide"][None])
+            scales = np.where(hid, np.float32(HIDDEN_SCALE), scales)
+            centers = np.where(hid[..., None], np.float32(0), centers)
         video = np.empty((t_n, r, r, 3), np.uint8)
         boxes = np.empty((t_n, o, 4), np.float32)
         imap = np.empty((t_n, r, r), np.int16) if inst else None
@@ -365,7 +503,7 @@ class Video:
             video[i], boxes[i] = rend["image"], rend["boxes"]
             if inst:
                 imap[i] = rend["instance_map"]
-        return video, boxes, imap
+        return extras.box_down(video, self.down), boxes, imap
 
     def _render(self, m: dict, want: tuple, cache: dict) -> dict:
         """motion dict x wanted video fields -> {video u8 [T,H,W,3], video/boxes f32 [T,O,4], ...}; fills `cache`."""
@@ -401,7 +539,7 @@ class Video:
             color, rgb = extras.recolor_rgb(spec.rgb, spec.color, perm)
             source, target = video, self.frames(m, spec.replace(color=color, rgb=rgb))[0]
         else:
-            masks = extras.mask_video(cache["instance_map"])
+            masks = extras.box_down(extras.mask_video(cache["instance_map"]), self.down)
             source, target = (video, masks) if task == "segment" else (masks, video)
         return {"pair/task": task, "pair/source": source, "pair/target": target, "pair/perm": perm}
 
@@ -415,6 +553,7 @@ class Video:
     def spec(self, fields: tuple) -> dict:
         """fields -> {path: (shape, dtype)} of `sample` (text: dtype `str`)."""
         o, t, r = self.o, self.t_frames, int(self.cfg.resolution)
+        rd = r // self.down
         i32 = np.dtype(np.int32)
         out = {"has_image": ((), np.dtype(bool))}
         for k in ("shape", "color", "size", "texture"):
@@ -428,7 +567,9 @@ class Video:
         out["events"] = ((self.n_events, 4), i32)
         out["labels/action"] = ((), i32)
         out["frame_times"] = ((t,), np.dtype(np.float32))
-        shapes = {"video": ((t, r, r, 3), np.uint8), "video/boxes": ((t, o, 4), np.float32),
+        if wanted("events/time", fields):
+            out["events/time"] = ((self.n_events, 2), np.dtype(np.float32))
+        shapes = {"video": ((t, rd, rd, 3), np.uint8), "video/boxes": ((t, o, 4), np.float32),
                   "video/visible": ((t, o), bool), "video/masks": ((t, o, r, r), bool),
                   "video/instance_map": ((t, r, r), np.int16), "video/flash": ((t,), bool)}
         for k in self.video_fields:
@@ -437,14 +578,18 @@ class Video:
         if selected("captions/temporal", fields):
             out["captions/temporal"] = ((), str)
         extra = dict(extras.MOMENT_SPEC)
-        extra.update({"pair/task": ((), str), "pair/source": ((t, r, r, 3), np.dtype(np.uint8)),
-                      "pair/target": ((t, r, r, 3), np.dtype(np.uint8)),
+        extra.update({"pair/task": ((), str), "pair/source": ((t, rd, rd, 3), np.dtype(np.uint8)),
+                      "pair/target": ((t, rd, rd, 3), np.dtype(np.uint8)),
                       "pair/perm": ((self.n_colors,), i32)})
         if self.action_pairs:
-            extra.update({"contrast/video": ((t, r, r, 3), np.dtype(np.uint8)), "contrast/caption": ((), str),
+            extra.update({"contrast/video": ((t, rd, rd, 3), np.dtype(np.uint8)), "contrast/caption": ((), str),
                           "contrast/events": ((self.n_events, 4), i32), "contrast/factor": ((), i32)})
         if self.audio:
             extra.update(extras.AV_SPEC)
+        if self.qa_types:
+            q = (self.qa_q,)
+            extra.update({"qa/question": (q, str), "qa/answer": (q, str), "qa/type": (q, i32),
+                          "qa/template": (q, i32), "qa/target": (q, i32)})
         out.update({k: v for k, v in extra.items() if selected(k, fields)})
         if self.audio:
             n_mels = self.mel.shape[1]

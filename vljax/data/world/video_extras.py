@@ -225,3 +225,82 @@ def av_subset_id(u: float, shares: tuple) -> int:
     """uniform x (visual-only share, audio-only share) -> 0 both, 1 visual only, 2 audio only."""
     v, a = float(shares[0]), float(shares[1])
     return 1 if u < v else (2 if u < v + a else 0)
+
+
+# ---------------------------------------------------------------------- downsampling (UniVid 16 px)
+def box_down(video: np.ndarray, f: int) -> np.ndarray:
+    """uint8 [T,H,W,C] x factor f -> uint8 [T,H/f,W/f,C]: mean over f x f pixel blocks, rounded (f = 1: as is)."""
+    if f == 1:
+        return video
+    t, h, w, c = video.shape
+    out = video.reshape(t, h // f, f, w // f, f, c).astype(np.float32).mean((2, 4))
+    return (out + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------- video QA (Valley, PLLaVA, SimVLG)
+# NOTE: ids continue the WORLD.md 3.3 type list after domains.QA_TYPES (16 types): direction 16, ..., appear 19.
+VIDEO_QA_TYPES = ("direction", "appear")
+VIDEO_QA_IDS = {"direction": 16, "speed": 17, "order": 18, "appear": 19}
+
+
+def _name(color: np.ndarray, shape: np.ndarray, j: int) -> str:
+    return f"{concepts.COLORS[int(color[j])]} {concepts.SHAPES[int(shape[j])]}"
+
+
+def _number(n: int) -> str:
+    from vljax.data.world.language.lexicon import NUMBER_WORDS_EN  # NOTE: local import keeps this module light.
+    return NUMBER_WORDS_EN[n] if 0 <= n < len(NUMBER_WORDS_EN) else str(n)
+
+
+def video_qa(types: tuple, u: np.ndarray, color, shape, valid, direction, dir_names: tuple, t_show,
+             duration: float) -> dict:
+    """Video QA: float [Q,4] uniforms x per-slot ground truth -> qa/{question,answer,type,template,target} [Q].
+
+    Objects are named by color and shape, only when that name is unique in the clip.
+    - direction (template 0): "which direction does the red circle move ?" -> "up" / "down left" (a mover);
+      template 1: "does the red circle move ?" -> "no" when no named object moves; template 2: "how many objects
+      move ?" when no object has a unique name.
+    - appear (template 0): "does the red circle appear before the blue square ?" -> yes / no (50/50 coin) for two
+      named objects whose first visible times differ (one of them appears mid-clip); template 1: "how many objects
+      appear during the video ?" -> number word when no such pair exists.
+    """
+    n_dirs = len(dir_names) - 1
+    slots = np.flatnonzero(valid).tolist()
+    names = [(int(color[j]), int(shape[j])) for j in slots]
+    named = [j for j, k in zip(slots, names) if names.count(k) == 1]
+    qs, ans, typ, tpl, tgt = [], [], [], [], []
+    for row in u:
+        qtype = types[min(int(row[0] * len(types)), len(types) - 1)]
+        target, template = -1, 0
+        if qtype == "direction":
+            movers = [j for j in named if direction[j] != n_dirs]
+            if movers:
+                target = movers[min(int(row[1] * len(movers)), len(movers) - 1)]
+                q, a = f"which direction does the {_name(color, shape, target)} move ?", dir_names[direction[target]]
+            elif named:
+                target, template = named[min(int(row[1] * len(named)), len(named) - 1)], 1
+                q, a = f"does the {_name(color, shape, target)} move ?", "no"
+            else:
+                template = 2
+                q, a = "how many objects move ?", _number(sum(int(direction[j] != n_dirs) for j in slots))
+        else:
+            pairs = [(i, j) for i in named for j in named
+                     if t_show[i] < t_show[j] and t_show[j] > 0]
+            if pairs:
+                first, second = pairs[min(int(row[1] * len(pairs)), len(pairs) - 1)]
+                yes = row[2] < 0.5
+                a_, b_ = (first, second) if yes else (second, first)
+                target = a_
+                q = f"does the {_name(color, shape, a_)} appear before the {_name(color, shape, b_)} ?"
+                a = "yes" if yes else "no"
+            else:
+                template = 1
+                q = "how many objects appear during the video ?"
+                a = _number(sum(int(0 < t_show[j] <= duration) for j in slots))
+        qs.append(q)
+        ans.append(a)
+        typ.append(VIDEO_QA_IDS[qtype])
+        tpl.append(VIDEO_QA_IDS[qtype] * 8 + template)
+        tgt.append(target)
+    return {"qa/question": tuple(qs), "qa/answer": tuple(ans), "qa/type": np.asarray(typ, np.int32),
+            "qa/template": np.asarray(tpl, np.int32), "qa/target": np.asarray(tgt, np.int32)}

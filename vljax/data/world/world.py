@@ -371,6 +371,11 @@ class World(TextAPI):
         self._image_only("contrast")
         return variants.contrast(self, self.scene(split, index), split, int(index), tuple(fields), factor)
 
+    def blind(self, split: str, index: int, fields=None) -> dict:
+        """(split, index, fields) -> `sample` with has_image False and its images zeroed (blind variant, S-VCO)."""
+        self._image_only("blind")
+        return variants.blind(self.sample(split, index, fields))
+
     @staticmethod
     def format_box(box) -> str:
         """normalized xyxy [4] -> "[x1,y1,x2,y2]" with integers in 0..99."""
