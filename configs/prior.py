@@ -113,6 +113,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         c.model.lm = dict(width=384, depth=6, num_heads=6, num_kv_heads=2, mlp_dim=1024, tie_embeddings=True)
     # NOTE: 16 image tokens (8-px patches, 2x2 pooled) + [bos] <user> describe the image . <assistant> (6) + <= 36 caption tokens + eos.
     c.data.max_len = 56
+    if c.model.vision is None:
+        c.data.max_len = 104  # NOTE: 64 unpooled 8-px patch tokens enter the LM.
     c.train.steps = 3000 if small else 500
     c.train.batch_size = 64 if small else 32
     c.optim.lr = 1e-3

@@ -127,8 +127,15 @@ def make_tokenizer(cfg, world=None) -> Tokenizer:
 
 
 def fingerprint(tok) -> str:
-    """Tokenizer -> a short hex digest of its vocabulary (cache keys: any change of ids changes it)."""
+    """Tokenizer -> a short hex digest of its vocabulary (cache keys: any change of ids changes it).
+
+    Memoized on the tokenizer object (example builders call it per example).
+    """
     import hashlib
+
+    memo = getattr(tok, "_vljax_fingerprint", None)
+    if memo is not None:
+        return memo
 
     h = hashlib.sha1(type(tok).__name__.encode())
     if isinstance(tok, WorldTokenizer):
@@ -140,4 +147,9 @@ def fingerprint(tok) -> str:
     else:
         # NOTE: no way to read the vocabulary: fall back to the ids of a probe string plus the size.
         h.update(repr((tok.vocab_size, list(tok.encode("a photo of a red circle 0123456789")))).encode())
-    return h.hexdigest()[:16]
+    digest = h.hexdigest()[:16]
+    try:
+        tok._vljax_fingerprint = digest
+    except AttributeError:  # NOTE: tokenizers with __slots__ are simply not memoized.
+        pass
+    return digest
