@@ -216,3 +216,20 @@ def test_pareto_frontier_matches_brute_force():
     got = set(report.pareto_frontier(c, e).tolist())
     want = {i for i in range(40) if not any((c[j] <= c[i]) and (e[j] < e[i]) for j in range(40) if j != i)}
     assert got == want
+
+
+def test_compare_groups_pairs_grids_that_differ_only_by_group_settings():
+    # NOTE: each group carries its own fixed settings (here `variant` and `freeze`); the grid (`steps`) is shared.
+    rng = np.random.default_rng(0)
+    points = []
+    for variant, a, freeze in (("ntp", -0.2, ""), ("prior", -0.3, "^ref/")):
+        for steps in (100, 200, 400, 800, 1600):
+            c = 1e9 * steps
+            points.append({"override.variant": variant, "override.freeze": freeze, "override.steps": steps,
+                           "compute": c, "error": 5.0 * c ** a * np.exp(rng.normal(0, 0.01))})
+    (_, _, comp), = report.compare_groups(points, "override.variant", ["ntp", "prior"], n_boot=200, level=0.9)
+    assert comp.paired and comp.significant and comp.diff == pytest.approx(0.1, abs=0.02)
+    # NOTE: grids that differ (a step count missing from one side) are compared unpaired.
+    (_, _, comp2), = report.compare_groups(points[:-1] + [dict(points[-1], **{"override.steps": 3200})],
+                                           "override.variant", ["ntp", "prior"], n_boot=200, level=0.9)
+    assert not comp2.paired

@@ -46,8 +46,21 @@ def pareto_frontier(compute: np.ndarray, error: np.ndarray) -> np.ndarray:
     return np.asarray(keep, dtype=int)
 
 
-def _override_key(row: dict) -> str:
-    return json.dumps({k: v for k, v in row.items() if k.startswith("override.")}, sort_keys=True)
+def _override_key(row: dict, skip: frozenset = frozenset()) -> str:
+    return json.dumps({k: v for k, v in row.items() if k.startswith("override.") and k not in skip}, sort_keys=True)
+
+
+def _group_defining_keys(sa: Sequence[dict], sb: Sequence[dict]) -> frozenset:
+    """Override keys constant inside each group but different between them (e.g. `prior.variant` plus the
+    settings that come with it): they name the group, not the grid point, so pairing ignores them."""
+    keys = {k for p in (*sa, *sb) for k in p if k.startswith("override.")}
+    out = set()
+    for k in keys:
+        va = {json.dumps(p.get(k), sort_keys=True) for p in sa}
+        vb = {json.dumps(p.get(k), sort_keys=True) for p in sb}
+        if len(va) == 1 and len(vb) == 1 and va != vb:
+            out.add(k)
+    return frozenset(out)
 
 
 def fit_groups(points: Sequence[dict], group_by: str, *, n_boot: int, level: float,
@@ -73,13 +86,16 @@ def compare_groups(points: Sequence[dict], group_by: str, groups: Sequence[str],
     """Every pair of fitted groups -> bootstrap CI of the exponent difference (paired when runs correspond)."""
     out = []
     for ga, gb in itertools.combinations(groups, 2):
-        sa = sorted((p for p in points if str(p.get(group_by)) == ga), key=_override_key)
-        sb = sorted((p for p in points if str(p.get(group_by)) == gb), key=_override_key)
+        sa = [p for p in points if str(p.get(group_by)) == ga]
+        sb = [p for p in points if str(p.get(group_by)) == gb]
         if min(len(sa), len(sb)) < 4:
             continue
+        skip = _group_defining_keys(sa, sb)
+        sa = sorted(sa, key=lambda p: _override_key(p, skip))
+        sb = sorted(sb, key=lambda p: _override_key(p, skip))
         # NOTE: when both groups ran the same grid, row i of each is the same configuration:
         # pairing cancels their shared noise (e.g. the data order of a seed).
-        paired = [_override_key(p) for p in sa] == [_override_key(p) for p in sb]
+        paired = [_override_key(p, skip) for p in sa] == [_override_key(p, skip) for p in sb]
         data = [(np.array([p["compute"] for p in s]), np.array([p["error"] for p in s])) for s in (sa, sb)]
         out.append((ga, gb, compare_exponents(data[0], data[1], paired=paired, n_boot=n_boot, level=level,
                                               seed=seed)))
