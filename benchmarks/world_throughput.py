@@ -6,7 +6,8 @@ text fields are produced only when vljax.data.world.annotate is importable; the 
 64^2; room = 2,048 scene points + 4 RGB-D views at 64^2 + per-object points, scene graph, text, refs.
 Video row: `video` preset clips of 8 frames at 64x64 (frames, boxes, visibility, events, temporal caption).
 Rates are CPU time of this process (`time.process_time`), best of 3 rounds.
-Usage: .venv/bin/python benchmarks/world_throughput.py [--seconds 3] [--presets medical64,aerial64]
+--extras: opt-in video / audio / surgical fields (no targets), one row each.
+Usage: .venv/bin/python benchmarks/world_throughput.py [--seconds 3] [--presets medical64,aerial64] [--extras]
 """
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ TARGETS = {64: 2000.0, 224: 250.0}
 FIELDS = ("image", "boxes", "captions/short", "captions/long", "qa")
 TARGETS_3D = {"object3d": 1000.0, "room": 100.0}
 TARGET_VIDEO = 250.0
+VIDEO = ("video", "captions/temporal")
+# NOTE: (row name, preset, config overrides for World.variant, fields); None fields = the preset's defaults.
+EXTRAS = (
+    ("video + moments", "video", {}, VIDEO + ("moments",)),
+    ("video + pair", "video", {}, VIDEO + ("pair",)),
+    ("action pairs + contrast", "video", {"video.action_pairs": True, "objects.count": (2, 3)}, VIDEO + ("contrast",)),
+    ("appear/disappear + events/time", "video", {"video.events": ("move", "bounce", "appear", "disappear")},
+     VIDEO + ("events/time",)),
+    ("audio + captions", "video", {"audio.enabled": True}, VIDEO + ("audio", "captions/audio")),
+    ("surgical preset", "surgical", {}, None),
+)
 
 
 def rate(w: world.World, seconds: float, fields=FIELDS, chunk: int = 25) -> float:
@@ -49,7 +61,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--presets", default="", help="comma-separated world presets to time alone with their default "
                     "fields (no target), e.g. medical64,aerial64")
+    ap.add_argument("--extras", action="store_true", help="time opt-in video / audio / surgical fields instead")
     args = ap.parse_args()
+    if args.extras:
+        print(f"{'extra':>32} {'clips/s/core':>14}")
+        for name, preset, over, fields in EXTRAS:
+            w = world.World(world.get_config(preset))
+            if over:
+                w = w.variant(**over)
+            print(f"{name:>32} {rate(w, args.seconds, fields=fields, chunk=10):>14.0f}")
+        return 0
     if args.presets:
         print(f"{'preset':>10} {'items/s/core':>14}  fields")
         for name in args.presets.split(","):

@@ -156,20 +156,8 @@ def test_causal_lm_hidden_times_unembedding_is_logits(tie):
     np.testing.assert_allclose(jnp.einsum("btd,dv->btv", hidden, unembed), logits, rtol=1e-5, atol=1e-5)
 
 
-VOCAB = 40
-SMALL = [
-    "--config.data.world.resolution=32",
-    "--config.data.max_len=12",
-    "--config.model.vision.width=32",
-    "--config.model.vision.depth=1",
-    "--config.model.vision.num_heads=2",
-    "--config.model.vision.mlp_dim=64",
-    "--config.model.lm.width=32",
-    "--config.model.lm.depth=1",
-    "--config.model.lm.num_heads=4",
-    "--config.model.lm.num_kv_heads=2",
-    "--config.model.lm.mlp_dim=64",
-]
+# NOTE: the tiny LVLM of tests/test_lvlm.py (one override list for every LVLM test).
+from test_lvlm import SMALL, VOCAB  # noqa: E402
 
 
 def test_lvlm_ntp_loss_chunked_equals_full():

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vljax.models.tomeformer import merge_schedule, parse_token_merging, run_blocks, weighted_mean
-from vljax.nn.embeddings import PatchEmbed, posemb_sincos_2d, resample_posemb
+from vljax.nn.embeddings import PatchEmbed, check_patch_grid, posemb_sincos_2d, resample_posemb
 from vljax.nn.norms import make_norm
 from vljax.nn.pooling import Pool
 from vljax.nn.transformer import block_class
@@ -73,14 +73,9 @@ class ConvStem(nn.Module):
     @nn.compact
     def __call__(self, images):
         """[B, H, W, C] -> [B, H/p, W/p, D]."""
-        if images.ndim != 4:
-            raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}")
-        ph, pw = self.patch_size
+        ph, pw = check_patch_grid(images, self.patch_size)
         if ph != pw or ph < 2 or ph & (ph - 1):
             raise ValueError(f"stem='conv' needs a square power-of-two patch_size, got {(ph, pw)}")
-        _, h, w, _ = images.shape
-        if h % ph or w % pw:
-            raise ValueError(f"image size {(h, w)} is not divisible by patch_size {(ph, pw)}")
         n = ph.bit_length() - 1
         channels = tuple(self.channels) or tuple(max(self.width // 2 ** (n - 1 - i), 8) for i in range(n))
         if len(channels) != n:

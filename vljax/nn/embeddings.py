@@ -11,6 +11,17 @@ import numpy as np
 Dtype = Any
 
 
+def check_patch_grid(images, patch_size) -> tuple[int, int]:
+    """[B, H, W, C] images + (ph, pw) -> (ph, pw); ValueError unless the images are 4-D and tile by the patch."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}")
+    ph, pw = patch_size
+    _, h, w, _ = images.shape
+    if h % ph or w % pw:
+        raise ValueError(f"image size {(h, w)} is not divisible by patch_size {(ph, pw)}")
+    return ph, pw
+
+
 class PatchEmbed(nn.Module):
     """[B, H, W, C] -> [B, H/p, W/p, D] patch embedding (a conv with stride = kernel, done as a dense)."""
 
@@ -23,12 +34,7 @@ class PatchEmbed(nn.Module):
     @nn.compact
     def __call__(self, images):
         """[B, H, W, C] -> [B, gh, gw, D]."""
-        if images.ndim != 4:
-            raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}")
-        ph, pw = self.patch_size
-        _, h, w, _ = images.shape
-        if h % ph or w % pw:
-            raise ValueError(f"image size {(h, w)} is not divisible by patch_size {(ph, pw)}")
+        ph, pw = check_patch_grid(images, self.patch_size)
         patches = einops.rearrange(images, "b (gh ph) (gw pw) c -> b gh gw (ph pw c)", ph=ph, pw=pw)
         return nn.Dense(
             self.width,
