@@ -56,9 +56,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
 
 def get_sweep(arg: str = "tiny"):
-    """Named sweeps: keep_ratio (token pruning before the gather), special (BOS/EOS in the text mask)."""
+    """Named sweeps: keep_ratio (token pruning before the gather), special (BOS/EOS in the text mask),
+    vs_clip (CLIP and FILIP at seeds 0-2 on the same config: experiments/filip_vs_clip.py)."""
     del arg
     return {
+        "vs_clip": [{"method": m, "seed": s} for s in (0, 1, 2) for m in ("clip", "filip")],
         "keep_ratio": [{"model.filip.token_keep_ratio": r} for r in (1.0, 0.5, 0.25)],
         "special": [{"model.filip.drop_special_tokens": d} for d in (False, True)],
     }

@@ -56,35 +56,6 @@ def mean_slot_multiplier(root: Path) -> float:
     return float(np.mean(vals))
 
 
-def summarize(groups: dict[str, list[dict]]) -> str:
-    """{label: finished rows} -> markdown table of mean +- s.e. per metric."""
-    head = "| run | seeds | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    for label, rows in groups.items():
-        cells = []
-        for m in METRICS:
-            v = np.array([r.get(f"prior_probe/{m}", np.nan) for r in rows], float)
-            v = v[np.isfinite(v)]
-            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-            cells.append(f"{v.mean():.3f} ± {se:.3f}" if len(v) > 1 else (f"{v.mean():.3f}" if len(v) else ""))
-        lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def paired(groups: dict[str, list[dict]], a: str, b: str) -> str:
-    """Per-seed differences a - b (same seed and data order) -> one line per metric."""
-    by_seed = {lab: {int(r.get("override.seed", -1)): r for r in groups.get(lab, [])} for lab in (a, b)}
-    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
-    out = [f"paired {a} - {b} over seeds {seeds}:"]
-    for m in METRICS:
-        d = np.array([by_seed[a][s].get(f"prior_probe/{m}", np.nan) - by_seed[b][s].get(f"prior_probe/{m}", np.nan)
-                      for s in seeds], float)
-        if len(d):
-            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            out.append(f"  {m:32s} {d.mean():+.3f} ± {se:.3f}   per seed {np.round(d, 3).tolist()}")
-    return "\n".join(out)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="runs/prior_repro")
@@ -98,6 +69,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from prior_scaling import ensure_reference, rule_overrides  # NOTE: the sibling script (run from any cwd)
+    from vljax.experiments.report import paired_seed_diffs, seed_table
     from vljax.experiments.sweep import run_sweep
 
     root = Path(args.root)
@@ -123,9 +95,9 @@ def main(argv=None) -> int:
         groups.setdefault(str(r.get("override.prior.variant")), []).append(r)
     if _rows(root / "lr_matched"):
         groups["ntp (lr-matched)"] = _rows(root / "lr_matched")
-    print(summarize(groups))
+    print(seed_table(groups, METRICS, prefix="prior_probe/"))
     print()
-    print(paired(groups, "prior", "ntp"))
+    print(paired_seed_diffs(groups, "prior", "ntp", METRICS, prefix="prior_probe/"))
     return 0
 
 

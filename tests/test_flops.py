@@ -28,6 +28,30 @@ def test_vit_hand_count():
     assert F.vit_flops(32, 8, d, 1, 2, m, pool="cls") == cls
 
 
+def test_conv_stem_hand_count():
+    # 32x32 image, patch 4 -> two 3x3 stride-2 convs (3 -> 16 -> 32 channels at width 32), then 1x1 to width 32.
+    d = 32
+    stem = 2 * 16 * 16 * 9 * 3 * 16 + 2 * 8 * 8 * 9 * 16 * 32 + 2 * 8 * 8 * 32 * d
+    patch = F.vit_flops(32, 4, d, 1, 2, 16, pool="gap")
+    conv = F.vit_flops(32, 4, d, 1, 2, 16, pool="gap", stem="conv")
+    assert conv - patch == stem - 2 * 64 * (4 * 4 * 3) * d
+    with pytest.raises(ValueError, match="stem"):
+        F.vit_flops(32, 4, d, 1, 2, 16, stem="conv2")
+
+
+def test_conv_stem_matches_compiled_cost_analysis():
+    width, depth, heads, mlp, patch, res, batch = 128, 1, 2, 512, 8, 64, 2
+    vit = ViT(width=width, depth=depth, num_heads=heads, mlp_dim=mlp, patch_size=(patch, patch),
+              image_size=res, pool="gap", stem="conv")
+    x = jax.random.normal(jax.random.key(1), (batch, res, res, 3))
+    compiled = _per_example(vit, x, batch)
+    analytic = F.vit_flops(res, patch, width, depth, heads, mlp, pool="gap", stem="conv")
+    plain = F.vit_flops(res, patch, width, depth, heads, mlp, pool="gap")
+    assert 0.93 * compiled <= analytic <= compiled, (analytic, compiled)
+    # The stem is ~2.4x the patch dense's FLOPs here; the old count (patch dense) fell outside the band.
+    assert not 0.93 * compiled <= plain <= compiled, (plain, compiled)
+
+
 @pytest.mark.parametrize("pool", ["gap", "cls", "map"])
 def test_vit_matches_compiled_cost_analysis(pool):
     width, depth, heads, mlp, patch, res, batch = 256, 1, 4, 1024, 16, 128, 2

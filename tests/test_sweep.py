@@ -233,3 +233,15 @@ def test_compare_groups_pairs_grids_that_differ_only_by_group_settings():
     (_, _, comp2), = report.compare_groups(points[:-1] + [dict(points[-1], **{"override.steps": 3200})],
                                            "override.variant", ["ntp", "prior"], n_boot=200, level=0.9)
     assert not comp2.paired
+
+
+def test_seed_table_and_paired_diffs_by_hand():
+    groups = {"a": [{"override.seed": 0, "m": 0.5}, {"override.seed": 1, "m": 0.7}, {"override.seed": 2, "m": "x"}],
+              "b": [{"override.seed": 1, "m": 0.4}, {"override.seed": 0, "m": 0.4}]}
+    table = report.seed_table(groups, ["m"]).splitlines()
+    assert table[0] == "| run | seeds | m |"
+    # a: mean 0.6, s.e. std([.5, .7], ddof=1) / sqrt(2) = 0.1 (the non-numeric row is dropped).
+    assert table[2] == "| a | 3 | 0.600 ± 0.100 |" and table[3] == "| b | 2 | 0.400 ± 0.000 |"
+    lines = report.paired_seed_diffs(groups, "a", "b", ["m"]).splitlines()
+    assert lines[0] == "paired a - b over seeds [0, 1]:"
+    assert "+0.200 ± 0.100" in lines[1] and "[0.1, 0.3]" in lines[1]

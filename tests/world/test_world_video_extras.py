@@ -345,3 +345,13 @@ def test_generator_slot_renamed_and_action_names():
         if int(s["num_objects"]) == 1 and " moves " in s["captions/temporal"]:
             motion = names[s["labels/action"]].split(" and ")[0]  # "move up fast"
             assert s["captions/temporal"].split(" moves ")[1].startswith(motion[len("move "):])
+
+
+def test_video_qa_without_video_qa_types_is_an_error():
+    w = make()  # the preset's qa.types are image types only
+    with pytest.raises(ValueError, match="qa.types"):
+        w.sample("train", 0, fields=("video", "qa"))
+    with pytest.raises(ValueError, match="qa.types"):
+        w.sample("train", 0, fields=("qa/question",))
+    ok = make(**{"qa.types": ("direction",)}).sample("train", 0, fields=("qa",))
+    assert len(ok["qa/question"]) > 0

@@ -54,10 +54,25 @@ def pool_flops(kind: str, tokens: int, width: int, num_heads: int, mlp_dim: int 
     return attention_flops(1, tokens, width, num_heads) + mlp_flops(1, width, mlp_dim or 4 * width)
 
 
+def conv_stem_flops(image_size: tuple[int, int], patch_size: tuple[int, int], width: int,
+                    stem_channels=(), channels: int = 3) -> float:
+    """One [H, W, C] image -> forward FLOPs of ViT's ConvStem (3x3 stride-2 convs, then a 1x1 projection)."""
+    from vljax.models.vit import conv_stem_channels
+
+    h, w = image_size
+    flops, c_in = 0.0, channels
+    for i, c_out in enumerate(conv_stem_channels(width, patch_size, stem_channels)):
+        # NOTE: 'SAME' padding with stride 2 gives ceil(h / 2) outputs per axis.
+        h, w = -(-h // 2), -(-w // 2)
+        flops += 2.0 * h * w * 9 * c_in * c_out
+        c_in = c_out
+    return flops + 2.0 * h * w * c_in * width
+
+
 def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, int], width: int, depth: int,
               num_heads: int, mlp_dim: int, pool: str = "gap", activation: str = "gelu",
-              channels: int = 3) -> float:
-    """One [H, W, C] image -> forward FLOPs of the ViT (patch embedding, `depth` blocks, pooling)."""
+              channels: int = 3, stem: str = "patch", stem_channels=()) -> float:
+    """One [H, W, C] image -> forward FLOPs of the ViT (patch or conv stem, `depth` blocks, pooling)."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     for name, v in (("image height", h), ("image width", w), ("patch height", ph), ("patch width", pw),
@@ -67,7 +82,12 @@ def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, in
         raise ValueError(f"image_size {(h, w)} is not divisible by patch_size {(ph, pw)}")
     patches = (h // ph) * (w // pw)
     tokens = patches + (1 if pool == "cls" else 0)
-    embed = 2.0 * patches * ph * pw * channels * width
+    if stem == "conv":
+        embed = conv_stem_flops((h, w), (ph, pw), width, stem_channels, channels)
+    elif stem == "patch":
+        embed = 2.0 * patches * ph * pw * channels * width
+    else:
+        raise ValueError(f"stem={stem!r} is not 'patch' or 'conv'")
     blocks = depth * block_flops(tokens, width, num_heads, mlp_dim, activation)
     return embed + blocks + pool_flops(pool, tokens, width, num_heads, mlp_dim)
 
@@ -126,7 +146,8 @@ def two_tower_flops(config, *, batch_size: int = 0) -> TwoTowerFlops:
     res = int(image.get("image_size") or config.data.world.resolution)
     patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
     img = vit_flops(res, patch, int(dims["width"]), int(dims["depth"]), int(dims["num_heads"]), int(dims["mlp_dim"]),
-                    pool=image.get("pool", "gap"), activation=image.get("activation", "gelu"))
+                    pool=image.get("pool", "gap"), activation=image.get("activation", "gelu"),
+                    stem=image.get("stem", "patch"), stem_channels=tuple(image.get("stem_channels", ()) or ()))
     t = m.text
     txt = text_flops(int(config.data.max_len), int(t.width), int(t.depth), int(t.num_heads), int(t.mlp_dim),
                      pool=t.get("pool", "last"), activation=t.get("activation", "gelu"))

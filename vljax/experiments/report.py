@@ -102,6 +102,35 @@ def compare_groups(points: Sequence[dict], group_by: str, groups: Sequence[str],
     return out
 
 
+def seed_table(groups: dict[str, Sequence[dict]], metrics: Sequence[str], prefix: str = "") -> str:
+    """{label: result rows (one per seed)} -> markdown table of mean +- standard error per metric."""
+    lines = ["| run | seeds | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+    for label, rows in groups.items():
+        cells = []
+        for m in metrics:
+            v = np.array([_num(r.get(prefix + m, np.nan)) for r in rows], float)
+            v = v[np.isfinite(v)]
+            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            cells.append(f"{v.mean():.3f} ± {se:.3f}" if len(v) > 1 else (f"{v.mean():.3f}" if len(v) else ""))
+        lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_seed_diffs(groups: dict[str, Sequence[dict]], a: str, b: str, metrics: Sequence[str],
+                      prefix: str = "", seed_key: str = "override.seed") -> str:
+    """Per-seed differences a - b (runs of the two groups with the same seed) -> one line per metric."""
+    by_seed = {lab: {int(_num(r.get(seed_key, -1))): r for r in groups.get(lab, [])} for lab in (a, b)}
+    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+    out = [f"paired {a} - {b} over seeds {seeds}:"]
+    for m in metrics:
+        d = np.array([_num(by_seed[a][s].get(prefix + m, np.nan)) - _num(by_seed[b][s].get(prefix + m, np.nan))
+                      for s in seeds], float)
+        if len(d):
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            out.append(f"  {m:32s} {d.mean():+.3f} ± {se:.3f}   per seed {np.round(d, 3).tolist()}")
+    return "\n".join(out)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):

@@ -53,6 +53,18 @@ def vit_config(name: str) -> dict:
 STEMS = ("patch", "conv")
 
 
+def conv_stem_channels(width: int, patch_size: Sequence[int], channels: Sequence[int] = ()) -> tuple[int, ...]:
+    """-> output channels of each stride-2 conv of ConvStem (log2(p) of them); () = width / 2^(n-1-i), min 8."""
+    ph, pw = tuple(patch_size)
+    if ph != pw or ph < 2 or ph & (ph - 1):
+        raise ValueError(f"stem='conv' needs a square power-of-two patch_size, got {(ph, pw)}")
+    n = ph.bit_length() - 1
+    out = tuple(int(c) for c in channels) or tuple(max(width // 2 ** (n - 1 - i), 8) for i in range(n))
+    if len(out) != n:
+        raise ValueError(f"stem_channels needs {n} entries (one per stride-2 conv for patch {ph}), got {out}")
+    return out
+
+
 class ConvStem(nn.Module):
     """[B, H, W, C] -> [B, H/p, W/p, D]: log2(p) 3x3 stride-2 convs (GELU) and a 1x1 projection.
 
@@ -74,12 +86,7 @@ class ConvStem(nn.Module):
     def __call__(self, images):
         """[B, H, W, C] -> [B, H/p, W/p, D]."""
         ph, pw = check_patch_grid(images, self.patch_size)
-        if ph != pw or ph < 2 or ph & (ph - 1):
-            raise ValueError(f"stem='conv' needs a square power-of-two patch_size, got {(ph, pw)}")
-        n = ph.bit_length() - 1
-        channels = tuple(self.channels) or tuple(max(self.width // 2 ** (n - 1 - i), 8) for i in range(n))
-        if len(channels) != n:
-            raise ValueError(f"stem_channels needs {n} entries (one per stride-2 conv for patch {ph}), got {channels}")
+        channels = conv_stem_channels(self.width, (ph, pw), self.channels)
         x = images
         for i, ch in enumerate(channels):
             # NOTE: the stem's channels stay replicated (tiny kernels); only the projection is sharded.

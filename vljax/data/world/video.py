@@ -209,6 +209,7 @@ class Video:
         self.n_events = EVENTS_PER_OBJECT * self.o
         # NOTE: `downsample` renders at `resolution` and box-filters RGB frames (UniVid's 16 px = 32 / 2).
         self.down = int(cfg.downsample)
+        self.qa_types_requested = tuple(cfg.qa.types)
         self.qa_types = tuple(t for t in cfg.qa.types if t in extras.VIDEO_QA_TYPES)
         self.qa_q = int(cfg.qa.per_sample)
         # NOTE: frames sample the centers of T equal time bins, so any T sees the same motion.
@@ -433,6 +434,10 @@ class Video:
         index = int(index)
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
+        if not self.qa_types and any(f == "qa" or f.startswith("qa/") for f in fields):
+            # NOTE: image QA types do not apply to clips; without this a request for qa returned nothing.
+            raise ValueError(f"video worlds generate qa only for qa.types in {extras.VIDEO_QA_TYPES}; "
+                             f"this config has qa.types={tuple(self.qa_types_requested)}")
         m = self.motion(split, index)
         spec = m["spec"]
         out = {"has_image": np.bool_(False)}

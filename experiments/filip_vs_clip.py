@@ -1,0 +1,62 @@
+"""FILIP vs CLIP at equal compute on the world's fine-grained split (../shared/methods/filip.md), over seeds.
+
+    python experiments/filip_vs_clip.py --root runs/filip_vs_clip [--parallel 2] [--report_only]
+
+Runs the `vs_clip` sweep of configs/filip.py (method clip | filip x seeds 0-2; finished points are skipped)
+with the small shared setup below: same towers (ViT 2x64 on 32 px / 8-px patches = 16 tokens, text 2x64),
+d = 32, batch 64, 300 steps, 2-3 objects per scene. The only difference between the two arms is the
+loss (global-embedding InfoNCE vs token-wise late interaction) and how `finegrained` / `retrieval` score
+pairs (cosine of pooled embeddings vs late interaction). Prints mean +- standard error over seeds and the
+per-seed paired difference FILIP - CLIP (the seed sets the init; data order is the same for both arms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SETUP = [
+    "--config.data.world.resolution=32", "--config.data.max_len=16", "--config.data.world.objects.count=(2, 3)",
+    "--config.model.image.width=64", "--config.model.image.depth=2", "--config.model.image.num_heads=2",
+    "--config.model.image.mlp_dim=128", "--config.model.text.width=64", "--config.model.text.depth=2",
+    "--config.model.text.num_heads=2", "--config.model.text.mlp_dim=128", "--config.model.embed_dim=32",
+    "--config.train.batch_size=64", "--config.train.steps=300", "--config.optim.warmup_steps=30",
+    "--config.checkpoint.every=100000", "--config.data.num_threads=1", "--config.evals.zeroshot.n=256",
+    "--config.evals.retrieval.n=256", "--config.evals.finegrained.n=256",
+]
+METRICS = (
+    "finegrained/pair_acc", "finegrained/pair_acc_color", "finegrained/pair_acc_shape", "finegrained/pair_acc_size",
+    "finegrained/r1", "retrieval/i2t_r1", "retrieval/t2i_r1", "zeroshot/mean_acc", "train_time_s",
+)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default="runs/filip_vs_clip")
+    ap.add_argument("--config", default="configs/filip.py:tiny")
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--report_only", action="store_true")
+    args = ap.parse_args(argv)
+
+    from vljax.experiments.report import paired_seed_diffs, seed_table
+    from vljax.experiments.sweep import collect, run_sweep
+
+    root = Path(args.root)
+    if not args.report_only:
+        run_sweep(args.config, "vs_clip", root, parallel=args.parallel, cli_overrides=SETUP)
+    rows = [r for r in collect(root) if r["status"] == "finished"] if root.exists() else []
+    if not rows:
+        print(f"no finished runs under {root}", file=sys.stderr)
+        return 1
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("override.method")), []).append(r)
+    print(seed_table(groups, METRICS))
+    print()
+    print(paired_seed_diffs(groups, "filip", "clip", METRICS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
