@@ -109,14 +109,14 @@ def main(argv=None):
     x_te, _, shape_te, color_te, _ = scenes("test", args.n_test)
     n_shape, n_color = world.num_classes("main_shape"), world.num_classes("main_color")
     shapes, colors = world.class_names("shape", "en"), world.class_names("color", "en")
+    prompts = np.asarray(T.tokenize(tokenizer, [f"a {c} {s}" for c in colors for s in shapes], cfg.data.max_len))
+    print(f"{args.n_train} train / {args.n_test} test single-object scenes in {time.time() - t0:.0f}s; "
+          f"e.g. {captions_tr[0]!r}", flush=True)
     tok_neg = tok_tr
     if "text_shape_negatives" in variants:
         swapped = shape_swapped(captions_tr, shape_tr, shapes, np.random.default_rng(int(cfg.seed) + 1))
         tok_neg = np.asarray(T.tokenize(tokenizer, swapped, cfg.data.max_len))
         print(f"shape negatives, e.g. {captions_tr[0]!r} -> {swapped[0]!r}", flush=True)
-    prompts = np.asarray(T.tokenize(tokenizer, [f"a {c} {s}" for c in colors for s in shapes], cfg.data.max_len))
-    print(f"{args.n_train} train / {args.n_test} test single-object scenes in {time.time() - t0:.0f}s; "
-          f"e.g. {tokenizer.decode([int(t) for t in tok_tr[0] if t > 2])!r}", flush=True)
 
     model = method.build(cfg, vocab_size=tokenizer.vocab_size)
     bs = int(cfg.train.batch_size)
