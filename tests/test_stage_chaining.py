@@ -113,3 +113,41 @@ def test_checkpoint_init_errors_name_the_problem(stage1, tmp_path):
     assert not (tmp_path / "nothing").exists()
     with pytest.raises(ValueError, match="the model has no param subtree 'image'"):
         load_pretrained(_config("tiny", [f"--config.init.image=checkpoint:{dir1}"]), params)
+
+
+def test_text_tower_from_another_two_tower_run_locked(tmp_path):
+    """init.text='checkpoint:A' takes run A's txt_tower/txt_proj; freezing them keeps them exactly A's."""
+    small = ["--config.data.world.resolution=32", "--config.data.max_len=16", "--config.model.image.width=32",
+             "--config.model.image.depth=1", "--config.model.image.num_heads=2", "--config.model.image.mlp_dim=64",
+             "--config.model.text.width=32", "--config.model.text.depth=1", "--config.model.text.num_heads=2",
+             "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16"] + FAST[:5]
+
+    def clip_config(extra=()):
+        cfg = load_config("configs/clip.py:tiny", small + list(extra))
+        cfg.evals = ml_collections.ConfigDict()
+        return cfg
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_and_evaluate(clip_config(), a)
+    cfg_b = clip_config([f"--config.init.text=checkpoint:{a}", "--config.seed=1"])
+    cfg_b.optim.freeze = ("^txt_",)
+    init_b, _ = Experiment(cfg_b, b).create_state()
+    start_b = load_pretrained(cfg_b, init_b.params)  # NOTE: what the trainer does for a fresh run.
+    train_and_evaluate(cfg_b, b)
+
+    def saved(workdir, cfg):
+        ckpt = Checkpointer(workdir, async_save=False)
+        params, _ = ckpt.restore_params(_abstract_params(cfg, workdir))
+        ckpt.close()
+        return _flat(params)
+
+    pa, pb, pb0 = saved(a, clip_config()), saved(b, cfg_b), _flat(start_b)
+    txt = [k for k in pa if k.startswith("txt_")]
+    img = [k for k in pa if k.startswith("img_")]
+    assert txt and img
+    for k in txt:  # loaded from A, then frozen through B's 3 steps
+        np.testing.assert_array_equal(pb0[k], pa[k], err_msg=k)
+        np.testing.assert_array_equal(pb[k], pa[k], err_msg=k)
+    # The image tower is B's own (seed 1) and trained.
+    assert any(not np.array_equal(pb0[k], pa[k]) for k in img)
+    assert any(not np.array_equal(pb[k], pb0[k]) for k in img)

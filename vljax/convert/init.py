@@ -5,8 +5,9 @@ config.init = dict(image='hf:/ckpt/clip', text='', model='')
   model:        the whole param tree
   any other K:  params[K] := the whole converted checkpoint (e.g. llm='hf:/ckpt/qwen2')
 Sources: hf:/folder, open_clip:/file.pt, big_vision:/file.npz, vljax:/folder (vljax convert output),
-and checkpoint:WORKDIR[@STEP], the params of a vljax training run (for `model`, or any subtree K) (latest or given
-step; optimizer state not read): stage chaining, e.g. LVLM align -> full.
+and checkpoint:WORKDIR[@STEP], the params of a vljax training run (for `model`, `image` / `text` from a two-tower run
+with the same dims, or any subtree K) (latest or given step; optimizer state not read): stage chaining, e.g. LVLM
+align -> full, or a locked text tower taken from another run.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ def load_pretrained(config, params: dict) -> dict:
         if source.startswith(CHECKPOINT):
             if field == "model":
                 params = load_training_checkpoint(source, params, field)
+            elif field in TOWERS and field not in params and any(k in params for k in TOWERS[field]):
+                # NOTE: one tower of another two-tower run with the same dims (LiT-style: load, then freeze
+                # it with config.optim.freeze); the run's whole tree is restored, then the tower taken.
+                keys = [k for k in TOWERS[field] if k in params]
+                loaded = load_training_checkpoint(source, params, field)
+                params.update({k: loaded[k] for k in keys})
             elif field in params:
                 # NOTE: a whole run's params into one subtree, e.g. PRIOR's frozen text-only reference
                 # LM: config.init.reference = 'checkpoint:<text_lm workdir>'.
