@@ -1,11 +1,11 @@
-"""Why does CLIP-tiny learn color but not shape on the world? Same image tower, four training signals.
+"""Why does CLIP-tiny learn color but not shape on the world? Same image tower, different training signals.
 
   python experiments/clip_shape_diagnosis.py [--steps 200] [--variants text,frozen_text,class_codes,supervised]
                                             [--config configs/clip.py:tiny] [--config.k=v ...]
 
-Every variant trains the preset's image tower (ViT + projection) on the same fixed set of single-object
-train scenes (drawn with replacement, batch and optimizer from the config) and differs only in what
-the image embedding is pulled towards:
+Every variant trains the preset's image tower on the same fixed set of single-object train scenes (drawn
+with replacement, batch and optimizer from the config) and differs only in what the image embedding is
+pulled towards (the default --variants are the first four; the last three are opt-in):
 
   text         CLIP as `vljax train` runs it: softmax InfoNCE against the text tower on the scene captions.
   frozen_text  the same, with the text tower and its projection frozen at their random init.

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vljax.models.tomeformer import merge_schedule, parse_token_merging, run_blocks, weighted_mean
-from vljax.nn.embeddings import PatchEmbed, check_patch_grid, posemb_sincos_2d, resample_posemb
+from vljax.nn.embeddings import PatchEmbed, check_patch_grid, patch_projection, posemb_sincos_2d, resample_posemb
 from vljax.nn.norms import make_norm
 from vljax.nn.pooling import Pool
 from vljax.nn.transformer import block_class
@@ -103,15 +103,7 @@ class ConvStem(nn.Module):
                 name=f"conv_{i}",
             )(x)
             x = nn.gelu(x)
-        return nn.Dense(
-            self.width,
-            use_bias=self.use_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("patch", "embed")),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="proj",
-        )(x)
+        return patch_projection(self.width, self.use_bias, self.dtype, self.param_dtype)(x)
 
 
 class ViT(nn.Module):

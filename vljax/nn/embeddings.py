@@ -22,6 +22,23 @@ def check_patch_grid(images, patch_size) -> tuple[int, int]:
     return ph, pw
 
 
+def patch_projection(width: int, use_bias: bool, dtype: Dtype, param_dtype: Dtype, name: str = "proj") -> nn.Dense:
+    """The dense that maps patch features to the token width (`[..., F] -> [..., D]`, ('patch', 'embed') kernel).
+
+    Shared by PatchEmbed (F = p*p*C pixels) and the ViT ConvStem (F = last conv channels); call it inside a
+    compact __call__ so the param lands under `name` in the caller.
+    """
+    return nn.Dense(
+        width,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("patch", "embed")),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+        name=name,
+    )
+
+
 class PatchEmbed(nn.Module):
     """[B, H, W, C] -> [B, H/p, W/p, D] patch embedding (a conv with stride = kernel, done as a dense)."""
 
@@ -36,15 +53,7 @@ class PatchEmbed(nn.Module):
         """[B, H, W, C] -> [B, gh, gw, D]."""
         ph, pw = check_patch_grid(images, self.patch_size)
         patches = einops.rearrange(images, "b (gh ph) (gw pw) c -> b gh gw (ph pw c)", ph=ph, pw=pw)
-        return nn.Dense(
-            self.width,
-            use_bias=self.use_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("patch", "embed")),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="proj",
-        )(patches)
+        return patch_projection(self.width, self.use_bias, self.dtype, self.param_dtype)(patches)
 
 
 def posemb_sincos_2d(gh: int, gw: int, width: int, temperature: float = 10_000.0, dtype=jnp.float32) -> jax.Array:
