@@ -2,6 +2,8 @@
 
   python benchmarks/late_interaction.py                       # default CPU shapes
   python benchmarks/late_interaction.py --shape 512,196,77,256 --impls chunked,pallas
+  python benchmarks/late_interaction.py --shape 512,196,77,256 --dtype bfloat16 --tilings 32x64x4,64x64x4
+--tilings adds one Pallas row per chunk_v x chunk_d x num_warps (patch chunk, feature chunk, GPU warps).
 On CPU the Pallas kernel runs in interpret mode (an emulator, not a kernel): it is skipped for shapes
 above --interpret_max_elements unless --force_pallas, and its time says nothing about GPU/TPU speed.
 """
@@ -26,19 +28,30 @@ def _parse_shape(text):
     return shape
 
 
-def _step(impl):
-    """impl -> jitted (v, t, mv, mt) -> (dv, dt) of a weighted sum of both score matrices."""
+def _parse_tiling(text):
+    """'CVxCDxW' -> dict(chunk_v=CV, chunk_d=CD, num_warps=W) for li.pallas."""
+    parts = text.split("x")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"a tiling is CVxCDxW (e.g. 32x64x4), got {text!r}")
+    return dict(zip(("chunk_v", "chunk_d", "num_warps"), (int(x) for x in parts)))
+
+
+def _step(impl, tiling=None):
+    """impl (+ Pallas tiling kwargs) -> jitted (v, t, mv, mt) -> (dv, dt) of a weighted sum of both score matrices."""
 
     def loss(v, t, mv, mt):
-        i2t, t2i = li.late_interaction(v, t, mv, mt, impl=impl)
+        if tiling:
+            i2t, t2i = li.pallas(v, t, mv.astype(jnp.float32), mt.astype(jnp.float32), **tiling)
+        else:
+            i2t, t2i = li.late_interaction(v, t, mv, mt, impl=impl)
         return jnp.sum(i2t) + 0.5 * jnp.sum(t2i)
 
     return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
-def _measure(impl, args, iters):
+def _measure(impl, args, iters, tiling=None):
     """-> (median seconds per fwd+bwd after one warmup call, compiled temp bytes or None)."""
-    step = _step(impl)
+    step = _step(impl, tiling)
     compiled = step.lower(*args).compile()
     analysis = compiled.memory_analysis()
     temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
@@ -60,6 +73,7 @@ def main():
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--interpret_max_elements", type=int, default=1 << 22)
     parser.add_argument("--force_pallas", action="store_true")
+    parser.add_argument("--tilings", default="", help="extra Pallas rows, comma-separated CVxCDxW")
     flags = parser.parse_args()
     backend = jax.default_backend()
     print(f"backend={backend} devices={jax.devices()[0].device_kind} dtype={flags.dtype} iters={flags.iters}")
@@ -76,13 +90,20 @@ def main():
             jax.random.bernoulli(k[3], 0.8, (b, nt)),
         )
         base = None
-        for impl in flags.impls.split(","):
-            label = f"| {b}, {nv}, {nt}, {d} | {impl} |"
+        runs = [(impl, None) for impl in flags.impls.split(",")]
+        runs += [("pallas", _parse_tiling(x)) for x in flags.tilings.split(",") if x]
+        for impl, tiling in runs:
+            name = impl if tiling is None else "pallas[{chunk_v}x{chunk_d}x{num_warps}]".format(**tiling)
+            label = f"| {b}, {nv}, {nt}, {d} | {name} |"
             interpret = impl == "pallas" and backend not in ("gpu", "tpu")
             if interpret and b * b * nv * nt > flags.interpret_max_elements and not flags.force_pallas:
                 print(f"{label} skipped (interpret mode on {backend}; --force_pallas to run) | | | |")
                 continue
-            seconds, temp = _measure(impl, args, flags.iters)
+            try:
+                seconds, temp = _measure(impl, args, flags.iters, tiling)
+            except Exception as err:  # noqa: BLE001 - one failing path (e.g. out of memory) must not end the table
+                print(f"{label} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]} | | | |", flush=True)
+                continue
             if impl == "naive":
                 base = (seconds, temp)
             ratio_t = f"{seconds / base[0]:.2f}" if base else "-"

@@ -33,7 +33,8 @@ def throughput(args, r: int) -> tuple[float, int]:
         image_size=args.res,
         pool=args.pool,
     )
-    images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3))
+    kw["dtype"] = jnp.dtype(args.dtype)
+    images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3)).astype(kw["dtype"])
     params = ViT(**kw).init(jax.random.key(1), images[:1])
     model = ViT(**kw, token_merging=dict(r=r, schedule=args.schedule) if r else None)
     fwd = jax.jit(lambda p, x: model.apply(p, x))
@@ -84,6 +85,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--schedule", default="constant")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype of the ViT")
     p.add_argument("--rs", default="0,2,3,4", help="merge rates for the throughput rows")
     p.add_argument(
         "--acc_rs", default="0,8,16", help="merge rates trained for accuracy (tiny CLIP: 64 tokens, 3 blocks)"
@@ -95,7 +97,7 @@ def main():
 
     print(
         f"# ViT width={args.width} depth={args.depth} heads={args.heads} {args.res}px/{args.patch} "
-        f"batch={args.batch} schedule={args.schedule} backend={jax.default_backend()}"
+        f"batch={args.batch} schedule={args.schedule} dtype={args.dtype} backend={jax.default_backend()}"
     )
     print("| r | tokens left | fwd images/s | x r=0 |")
     print("|---|---|---|---|")

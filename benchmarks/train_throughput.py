@@ -38,7 +38,8 @@ def time_vljax(cfg, steps: int):
     with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
         batch = shard_lib.host_to_global(host, exp.mesh)
         compiled = step.lower(state, batch).compile()
-        flops = flops_lib.compiled_flops(compiled)
+        xla_flops = flops_lib.compiled_flops(compiled)
+        flops = flops_lib.step_flops(cfg, compiled, jax.device_count())
         for _ in range(3):
             state, m = compiled(state, batch)
         jax.block_until_ready(m["loss"])
@@ -48,7 +49,8 @@ def time_vljax(cfg, steps: int):
         jax.block_until_ready(m["loss"])
         dt = (time.perf_counter() - t0) / steps
     peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
-    return dict(step_s=dt, ex_s=bs / dt, flops=flops, mfu=(flops / dt / peak) if (flops and peak) else None,
+    return dict(step_s=dt, ex_s=bs / dt, flops=flops, xla_flops=xla_flops,
+                mfu=(flops / dt / peak) if (flops and peak) else None,
                 device=jax.devices()[0].device_kind, n=jax.device_count())
 
 
@@ -142,6 +144,13 @@ def time_torch(cfg, vocab: int, steps: int):
     return dict(step_s=dt, ex_s=bs / dt, name=name, threads=torch.get_num_threads())
 
 
+def flops_lib_analytic(cfg) -> bool:
+    """True when MFU uses the analytic two-tower count (vljax.train.flops.step_flops)."""
+    from vljax.train import flops as flops_lib
+
+    return flops_lib.analytic_step_flops(cfg) is not None
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides = [a for a in argv if a.startswith("--config.")]
@@ -166,7 +175,9 @@ def main(argv=None):
         t = time_torch(cfg, vocab, args.steps)
         print(f"{t['name'][:44]:<44} {t['step_s'] * 1e3:>10.1f} {t['ex_s']:>11.1f} {t['ex_s'] / r['ex_s']:>7.2f}")
         print(f"(ratio = examples/s relative to vljax; torch threads {t['threads']})")
-    print(f"FLOPs/step/device {r['flops'] or float('nan'):.3e}  MFU {mfu}")
+    source = "analytic" if flops_lib_analytic(cfg) else "XLA cost analysis"
+    print(f"FLOPs/step/device {r['flops'] or float('nan'):.3e} ({source}; XLA cost analysis "
+          f"{r['xla_flops'] or float('nan'):.3e})  MFU {mfu}")
 
 
 if __name__ == "__main__":

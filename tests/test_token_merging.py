@@ -65,6 +65,16 @@ def test_match_kernel_equals_reference(n, c, protect, dtype):
         assert np.all(np.asarray(got[2])[:, 0] == (n + 1) // 2 - 1)
 
 
+def test_match_kernel_in_blocks_and_chunks_equals_reference():
+    # NOTE: blocks of 8 A rows and chunks of 8 B tokens: 33 A x 32 B is split 5 x 4 ways (with padding).
+    metric = _tokens(21, b=2, n=65, c=10)
+    got = jax.jit(lambda m: tm.match_pallas(m, block=8, chunk=8))(metric)
+    want = _match_reference(metric, protect_cls=True)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    np.testing.assert_allclose(np.asarray(got[1]), np.asarray(want[1]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got[2]), np.asarray(want[2]))
+
+
 @pytest.mark.parametrize("protect", [True, False])
 def test_kernel_plan_merges_like_reference(protect):
     x = _tokens(1, n=21)

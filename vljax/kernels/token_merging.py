@@ -16,6 +16,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from vljax.kernels import tiling
+
 # NOTE: finite stand-in for ToMe's -inf (cosines lie in [-1, 1]); keeps max/argmax NaN-free.
 PROTECT_VALUE = -1e9
 IMPLS = ("auto", "reference", "pallas")
@@ -53,7 +55,7 @@ def _normalize(x):
 def match_reference(metric, protect_cls=True):
     """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via argsort."""
     m = _normalize(metric)
-    scores = jnp.einsum("bic,bjc->bij", m[:, ::2], m[:, 1::2])
+    scores = jnp.einsum("bic,bjc->bij", m[:, ::2], m[:, 1::2], precision=lax.Precision.HIGHEST)
     if protect_cls:
         scores = scores.at[:, 0, :].set(PROTECT_VALUE)
     best_score = jnp.max(scores, axis=-1)
@@ -67,61 +69,98 @@ def match_reference(metric, protect_cls=True):
 # ----------------------------------------------------------------------------- matching: Pallas
 
 
-def _match_kernel(a_ref, b_ref, idx_ref, score_ref, rank_ref, *, na, nb, protect_cls):
-    """One sample: cosine scores [Na, Nb], row max / first argmax, and ranks by pairwise counting."""
-    a = _normalize(a_ref[0])
-    b = _normalize(b_ref[0])
-    s = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
-    row = lax.broadcasted_iota(jnp.int32, s.shape, 0)
-    col = lax.broadcasted_iota(jnp.int32, s.shape, 1)
+def _cosines(a, b):
+    """[Na, C] x [Nb, C] -> [Na, Nb] float32 cosine similarities (exact float32, no TF32)."""
+    return lax.dot_general(_normalize(a), _normalize(b), (((1,), (1,)), ((), ())),
+                           precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
+
+
+def _best_kernel(a_ref, b_ref, idx_ref, score_ref, *, na, nb, protect_cls, chunk_b):
+    """One (sample, block of A rows) program: best B partner and score per row, B scanned in chunks."""
+    block_a = a_ref.shape[1]
+    a = a_ref[0]
+    row = pl.program_id(1) * block_a + lax.broadcasted_iota(jnp.int32, (block_a, chunk_b), 0)
+    col = lax.broadcasted_iota(jnp.int32, (block_a, chunk_b), 1)
     # NOTE: padded A rows get the protect value too; they sit after every real row, so ties never lift them.
-    dead = (col >= nb) | (row >= na)
+    dead_row = row >= na
     if protect_cls:
-        dead = dead | (row == 0)
-    s = jnp.where(dead, PROTECT_VALUE, s)
-    best = jnp.max(s, axis=1)
-    idx = jnp.min(jnp.where(s == best[:, None], col, s.shape[1]), axis=1)
-    # NOTE: rank_i = #{j : s_j > s_i or (s_j == s_i and j < i)}, an O(Na^2) count instead of a sort.
-    mine, other = best[:, None], best[None, :]
-    ai = lax.broadcasted_iota(jnp.int32, (best.shape[0], best.shape[0]), 0)
-    aj = lax.broadcasted_iota(jnp.int32, (best.shape[0], best.shape[0]), 1)
-    before = (other > mine) | ((other == mine) & (aj < ai))
+        dead_row = dead_row | (row == 0)
+
+    def chunk_step(c, carry):
+        best, idx = carry
+        j0 = pl.multiple_of(c * chunk_b, chunk_b)
+        s = jnp.where(dead_row | (j0 + col >= nb), PROTECT_VALUE, _cosines(a, b_ref[0, pl.ds(j0, chunk_b), :]))
+        c_best = jnp.max(s, axis=1)
+        c_idx = j0 + jnp.min(jnp.where(s == c_best[:, None], col, chunk_b), axis=1)
+        # NOTE: strict '>' keeps the earlier chunk on ties: the first B index wins, as in argmax.
+        better = c_best > best
+        return jnp.where(better, c_best, best), jnp.where(better, c_idx, idx)
+
+    init = (jnp.full((block_a,), 2 * PROTECT_VALUE, jnp.float32), jnp.zeros((block_a,), jnp.int32))
+    best, idx = lax.fori_loop(0, b_ref.shape[1] // chunk_b, chunk_step, init)
     idx_ref[0] = idx
     score_ref[0] = best
-    rank_ref[0] = jnp.sum(before.astype(jnp.int32), axis=1)
 
 
-def _padded_size(n, backend):
-    """Length -> padded length: powers of two >= 16 for Triton, multiples of 8 elsewhere."""
-    if backend == "gpu":
-        return max(16, pl.next_power_of_2(n))
-    return -(-n // 8) * 8
+def _rank_kernel(best_ref, rank_ref, *, chunk_a):
+    """One (sample, block of A rows) program: rank_i = #{j : s_j > s_i or (s_j == s_i and j < i)}, no sort."""
+    block_a = rank_ref.shape[1]
+    i0 = pl.multiple_of(pl.program_id(1) * block_a, block_a)
+    mine = best_ref[0, pl.ds(i0, block_a)][:, None]
+    ai = i0 + lax.broadcasted_iota(jnp.int32, (block_a, chunk_a), 0)
+    aj = lax.broadcasted_iota(jnp.int32, (block_a, chunk_a), 1)
+
+    def chunk_step(c, count):
+        j0 = pl.multiple_of(c * chunk_a, chunk_a)
+        other = best_ref[0, pl.ds(j0, chunk_a)][None, :]
+        before = (other > mine) | ((other == mine) & (j0 + aj < ai))
+        return count + jnp.sum(before.astype(jnp.int32), axis=1)
+
+    rank_ref[0] = lax.fori_loop(0, best_ref.shape[1] // chunk_a, chunk_step, jnp.zeros((block_a,), jnp.int32))
 
 
-def match_pallas(metric, protect_cls=True, interpret=None):
-    """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via the kernel."""
+def match_pallas(metric, protect_cls=True, interpret=None, block=64, chunk=128):
+    """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32) via two kernels.
+
+    The first finds each A token's best B partner (blocks of `block` A rows, B in chunks of `chunk`),
+    the second ranks A tokens by counting over `block`-sized chunks of all best scores, so on-chip
+    memory stays O(block * chunk) whatever the token count.
+    """
     backend = jax.default_backend()
     if interpret is None:
         interpret = backend not in ("gpu", "tpu")
     a, b = metric[:, ::2], metric[:, 1::2]
     (bsz, na, c), nb = a.shape, b.shape[1]
-    pna, pnb, pc = (_padded_size(n, backend) for n in (na, nb, c))
+    # NOTE: A rows are blocked (and ranked in chunks) by `block`, B tokens scanned by `chunk`.
+    block_a, pna = tiling.tile(na, block, backend)
+    chunk_b, pnb = tiling.tile(nb, chunk, backend)
+    pc = tiling.padded_length(c, backend)
     a = jnp.pad(a, ((0, 0), (0, pna - na), (0, pc - c)))
     b = jnp.pad(b, ((0, 0), (0, pnb - nb), (0, pc - c)))
-    kernel = functools.partial(_match_kernel, na=na, nb=nb, protect_cls=protect_cls)
-    row_spec = pl.BlockSpec((1, pna), lambda i: (i, 0))
-    idx, score, rank = pl.pallas_call(
-        kernel,
-        grid=(bsz,),
-        in_specs=[pl.BlockSpec((1, pna, pc), lambda i: (i, 0, 0)), pl.BlockSpec((1, pnb, pc), lambda i: (i, 0, 0))],
-        out_specs=[row_spec] * 3,
-        # NOTE: the manual-axis type lets the call sit inside a vma-checked shard_map (data parallel).
-        out_shape=[
-            jax.ShapeDtypeStruct((bsz, pna), dt, manual_axis_type=jax.typeof(a).mat)
-            for dt in (jnp.int32, jnp.float32, jnp.int32)
-        ],
+    # NOTE: the manual-axis type lets the calls sit inside a vma-checked shard_map (data parallel).
+    out = lambda dt: jax.ShapeDtypeStruct((bsz, pna), dt, manual_axis_type=jax.typeof(a).mat)
+    params = tiling.compiler_params(bool(interpret))
+    grid = (bsz, pna // block_a)
+    row_block = pl.BlockSpec((1, block_a), lambda i, r: (i, r))
+    idx, score = pl.pallas_call(
+        functools.partial(_best_kernel, na=na, nb=nb, protect_cls=protect_cls, chunk_b=chunk_b),
+        grid=grid,
+        in_specs=[pl.BlockSpec((1, block_a, pc), lambda i, r: (i, r, 0)),
+                  pl.BlockSpec((1, pnb, pc), lambda i, r: (i, 0, 0))],
+        out_specs=[row_block, row_block],
+        out_shape=[out(jnp.int32), out(jnp.float32)],
         interpret=bool(interpret),
+        compiler_params=params,
     )(a, b)
+    rank = pl.pallas_call(
+        functools.partial(_rank_kernel, chunk_a=block_a),
+        grid=grid,
+        in_specs=[pl.BlockSpec((1, pna), lambda i, r: (i, 0))],
+        out_specs=row_block,
+        out_shape=out(jnp.int32),
+        interpret=bool(interpret),
+        compiler_params=params,
+    )(score)
     return idx[:, :na], score[:, :na], rank[:, :na]
 
 

@@ -220,10 +220,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                 host_batch = next(it)
                 batch = shard_lib.host_to_global(host_batch, exp.mesh)
                 if compiled is None:
-                    # NOTE: compile once explicitly so the cost analysis (FLOPs for MFU) comes
-                    # from the very executable that runs.
+                    # NOTE: compile once explicitly so the cost analysis (the FLOPs fallback for MFU)
+                    # comes from the very executable that runs.
                     compiled = step_fn.lower(state, batch).compile()
-                    step_flops = flops_lib.compiled_flops(compiled)
+                    step_flops = flops_lib.step_flops(cfg, compiled, jax.device_count())
                     t_window = time.perf_counter()
                 state, metrics = compiled(state, batch)
                 step += 1
