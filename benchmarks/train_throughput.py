@@ -39,7 +39,8 @@ def time_vljax(cfg, steps: int):
         batch = shard_lib.host_to_global(host, exp.mesh)
         compiled = step.lower(state, batch).compile()
         xla_flops = flops_lib.compiled_flops(compiled)
-        flops = flops_lib.step_flops(cfg, compiled, jax.device_count())
+        flops = flops_lib.step_flops(cfg, compiled, exp.method, jax.device_count())
+        analytic = flops_lib.analytic_step_flops(cfg, exp.method, jax.device_count()) is not None
         for _ in range(3):
             state, m = compiled(state, batch)
         jax.block_until_ready(m["loss"])
@@ -49,7 +50,7 @@ def time_vljax(cfg, steps: int):
         jax.block_until_ready(m["loss"])
         dt = (time.perf_counter() - t0) / steps
     peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
-    return dict(step_s=dt, ex_s=bs / dt, flops=flops, xla_flops=xla_flops,
+    return dict(step_s=dt, ex_s=bs / dt, flops=flops, xla_flops=xla_flops, analytic=analytic,
                 mfu=(flops / dt / peak) if (flops and peak) else None,
                 device=jax.devices()[0].device_kind, n=jax.device_count())
 
@@ -144,13 +145,6 @@ def time_torch(cfg, vocab: int, steps: int):
     return dict(step_s=dt, ex_s=bs / dt, name=name, threads=torch.get_num_threads())
 
 
-def flops_lib_analytic(cfg) -> bool:
-    """True when MFU uses the analytic two-tower count (vljax.train.flops.step_flops)."""
-    from vljax.train import flops as flops_lib
-
-    return flops_lib.analytic_step_flops(cfg) is not None
-
-
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides = [a for a in argv if a.startswith("--config.")]
@@ -175,7 +169,7 @@ def main(argv=None):
         t = time_torch(cfg, vocab, args.steps)
         print(f"{t['name'][:44]:<44} {t['step_s'] * 1e3:>10.1f} {t['ex_s']:>11.1f} {t['ex_s'] / r['ex_s']:>7.2f}")
         print(f"(ratio = examples/s relative to vljax; torch threads {t['threads']})")
-    source = "analytic" if flops_lib_analytic(cfg) else "XLA cost analysis"
+    source = "analytic" if r["analytic"] else "XLA cost analysis"
     print(f"FLOPs/step/device {r['flops'] or float('nan'):.3e} ({source}; XLA cost analysis "
           f"{r['xla_flops'] or float('nan'):.3e})  MFU {mfu}")
 

@@ -131,18 +131,21 @@ def test_bad_dims_raise_naming_the_field(bad):
         F.vit_flops(**kwargs)
 
 
-def test_train_mfu_uses_the_analytic_count_for_two_towers():
+def test_train_mfu_uses_the_method_analytic_count_else_xla():
+    from vljax.methods import get_method
     from vljax.train import flops as train_flops
 
     cfg = load_config("configs/clip.py:tiny", ["--config.train.batch_size=64"])
     want = F.two_tower_flops(cfg, batch_size=64).train * 64 / 4
-    assert train_flops.analytic_step_flops(cfg, n_devices=4) == pytest.approx(want)
+    clip = get_method("clip")
+    assert train_flops.analytic_step_flops(cfg, clip, n_devices=4) == pytest.approx(want)
 
     class Compiled:  # stands in for a compiled executable: only its cost analysis is read
         def cost_analysis(self):
             return {"flops": 123.0}
 
-    assert train_flops.step_flops(cfg, Compiled(), n_devices=4) == pytest.approx(want)
-    lvlm = load_config("configs/lvlm_ntp.py:tiny", [])
-    assert train_flops.analytic_step_flops(lvlm) is None
-    assert train_flops.step_flops(lvlm, Compiled()) == 123.0
+    assert train_flops.step_flops(cfg, Compiled(), clip, n_devices=4) == pytest.approx(want)
+    # NOTE: text_pair encodes two captions and no image: the two-tower count would be wrong, so XLA's is used.
+    text_pair = get_method("text_pair")
+    assert train_flops.analytic_step_flops(cfg, text_pair) is None
+    assert train_flops.step_flops(cfg, Compiled(), text_pair) == 123.0

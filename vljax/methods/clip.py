@@ -68,6 +68,13 @@ def make_loss(model: TwoTower, config, mesh):
     return loss_fn
 
 
+def train_flops_per_example(config) -> float:
+    """Analytic training FLOPs per example for MFU: towers, projections and logits, forward x 3."""
+    from vljax.experiments import flops
+
+    return flops.two_tower_flops(config, batch_size=int(config.train.batch_size)).train
+
+
 def encoders(model: TwoTower, config):
     """-> (embed_images(params, uint8 [B,H,W,3]) -> [B, E], embed_texts(params, int [B, L]) -> [B, E])."""
     def embed_images(params, images):

@@ -32,6 +32,8 @@ build = clip.build
 init_params = clip.init_params
 data_spec = clip.data_spec
 encoders = clip.encoders
+# NOTE: MFU counts the towers only; the token-wise similarity is extra work it leaves out.
+train_flops_per_example = clip.train_flops_per_example
 preprocess_images = clip.preprocess_images
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vljax.losses import contrastive
 from vljax.methods.clip import (  # noqa: F401 - SigLIP reuses CLIP's towers, data and evals
-    EVALS, build, contrastive_terms, data_spec, encoders, init_params)
+    EVALS, build, contrastive_terms, data_spec, encoders, init_params, train_flops_per_example)
 from vljax.sharding import BATCH_AXES
 
 LOSS = "sigmoid"

@@ -44,31 +44,24 @@ def compiled_flops(compiled) -> float | None:
     return float(cost["flops"])
 
 
-def analytic_step_flops(cfg, n_devices: int = 1) -> float | None:
-    """Per-device training FLOPs of one step from the analytic two-tower count; None without both towers.
+def analytic_step_flops(cfg, method=None, n_devices: int = 1) -> float | None:
+    """Per-device training FLOPs of one step from the method's analytic count; None if it has none.
 
-    Counts matmuls, attention and the contrastive logits (vljax.experiments.flops.two_tower_flops),
-    not method extras such as FILIP's token-wise similarity.
+    A method opts in with `train_flops_per_example(config) -> float` (CLIP/SigLIP/FILIP: the two-tower
+    count of vljax.experiments.flops, without method extras such as FILIP's token-wise similarity).
     """
-    from vljax.experiments import flops as analytic
-
-    model = cfg.get("model")
-    if model is None or model.get("image") is None or model.get("text") is None:
+    count = getattr(method, "train_flops_per_example", None)
+    if count is None:
         return None
-    batch = int(cfg.train.batch_size)
-    try:
-        per_example = analytic.two_tower_flops(cfg, batch_size=batch).train
-    except (KeyError, AttributeError, TypeError, ValueError):
-        return None
-    return per_example * batch / max(1, int(n_devices))
+    return count(cfg) * int(cfg.train.batch_size) / max(1, int(n_devices))
 
 
-def step_flops(cfg, compiled, n_devices: int = 1) -> float | None:
-    """Per-device FLOPs of one train step for MFU: the analytic count when the config has one, else XLA's.
+def step_flops(cfg, compiled, method=None, n_devices: int = 1) -> float | None:
+    """Per-device FLOPs of one train step for MFU: the method's analytic count when it has one, else XLA's.
 
     XLA's cost analysis leaves out work done in library calls: on an H200 it reported 6.6e12 FLOPs for a
     ViT-B/16 CLIP step at batch 1024 whose matmuls alone are 1.15e14 (docs/performance.md), so it is the
-    fallback for models without an analytic count.
+    fallback for methods without an analytic count.
     """
-    analytic = analytic_step_flops(cfg, n_devices)
+    analytic = analytic_step_flops(cfg, method, n_devices)
     return analytic if analytic is not None else compiled_flops(compiled)

@@ -223,7 +223,7 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                     # NOTE: compile once explicitly so the cost analysis (the FLOPs fallback for MFU)
                     # comes from the very executable that runs.
                     compiled = step_fn.lower(state, batch).compile()
-                    step_flops = flops_lib.step_flops(cfg, compiled, jax.device_count())
+                    step_flops = flops_lib.step_flops(cfg, compiled, exp.method, jax.device_count())
                     t_window = time.perf_counter()
                 state, metrics = compiled(state, batch)
                 step += 1
