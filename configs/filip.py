@@ -30,6 +30,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         dict(
             # NOTE: the paper drops padding only; BOS/EOS are a flag (x-clip keeps them).
             drop_special_tokens=False,
+            # NOTE: False is the card's ablation (padding tokens dilute the text -> image score).
+            mask_padding=True,
             # NOTE: 1.0 = no pruning; the paper's efficiency variant keeps 0.25 before the all-gather.
             token_keep_ratio=1.0,
             impl="auto",
@@ -45,6 +47,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             world_overrides={"objects": {"count": (2, 3)}},
         )
     )
+    c.evals.localization = ml_collections.ConfigDict(dict(kind="localization", split="test", n=256))
     if arg == "tiny":
         c.data.world.objects.count = (2, 3)
         c.model.embed_dim = 64
@@ -57,10 +60,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
 def get_sweep(arg: str = "tiny"):
     """Named sweeps: keep_ratio (token pruning before the gather), special (BOS/EOS in the text mask),
+    pad_mask (padding tokens in the text mask: the card's ablation),
     vs_clip (CLIP and FILIP at seeds 0-2 on the same config: experiments/filip_vs_clip.py)."""
     del arg
     return {
         "vs_clip": [{"method": m, "seed": s} for s in (0, 1, 2) for m in ("clip", "filip")],
         "keep_ratio": [{"model.filip.token_keep_ratio": r} for r in (1.0, 0.5, 0.25)],
         "special": [{"model.filip.drop_special_tokens": d} for d in (False, True)],
+        "pad_mask": [{"model.filip.mask_padding": m, "seed": s} for s in (0, 1, 2) for m in (True, False)],
     }

@@ -1,6 +1,7 @@
 """FILIP vs CLIP at equal compute on the world's fine-grained split (../shared/methods/filip.md), over seeds.
 
     python experiments/filip_vs_clip.py --root runs/filip_vs_clip [--parallel 2] [--report_only]
+    python experiments/filip_vs_clip.py --sweep pad_mask --root runs/filip_pad_mask   # the card's ablation
 
 Runs the `vs_clip` sweep of configs/filip.py (method clip | filip x seeds 0-2; finished points are skipped)
 with the small shared setup below: same towers (ViT 2x64 on 32 px / 8-px patches = 16 tokens, text 2x64),
@@ -8,6 +9,9 @@ d = 32, batch 64, 300 steps, 2-3 objects per scene. The only difference between 
 loss (global-embedding InfoNCE vs token-wise late interaction) and how `finegrained` / `retrieval` score
 pairs (cosine of pooled embeddings vs late interaction). Prints mean +- standard error over seeds and the
 per-seed paired difference FILIP - CLIP (the seed sets the init; data order is the same for both arms).
+Both arms also get the word -> patch localization eval (vljax/eval/localization.py). `--sweep pad_mask`
+runs FILIP with padding tokens masked (the default) or put into the text mask, the card's ablation, and
+prints masked - unmasked.
 """
 
 from __future__ import annotations
@@ -27,14 +31,18 @@ SETUP = [
 ]
 METRICS = (
     "finegrained/pair_acc", "finegrained/pair_acc_color", "finegrained/pair_acc_shape", "finegrained/pair_acc_size",
-    "finegrained/r1", "retrieval/i2t_r1", "retrieval/t2i_r1", "zeroshot/mean_acc", "train_time_s",
+    "finegrained/r1", "retrieval/i2t_r1", "retrieval/t2i_r1", "zeroshot/mean_acc", "localization/acc",
+    "localization/chance", "train_time_s",
 )
+# NOTE: sweep -> (override that names an arm, arm shown as "a", arm shown as "b"); paired diffs are a - b.
+ARMS = {"vs_clip": ("method", "filip", "clip"), "pad_mask": ("model.filip.mask_padding", "True", "False")}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="runs/filip_vs_clip")
     ap.add_argument("--config", default="configs/filip.py:tiny")
+    ap.add_argument("--sweep", default="vs_clip", choices=sorted(ARMS))
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--report_only", action="store_true")
     args = ap.parse_args(argv)
@@ -44,17 +52,19 @@ def main(argv=None) -> int:
 
     root = Path(args.root)
     if not args.report_only:
-        run_sweep(args.config, "vs_clip", root, parallel=args.parallel, cli_overrides=SETUP)
+        run_sweep(args.config, args.sweep, root, parallel=args.parallel, cli_overrides=SETUP)
     rows = [r for r in collect(root) if r["status"] == "finished"] if root.exists() else []
     if not rows:
         print(f"no finished runs under {root}", file=sys.stderr)
         return 1
     groups: dict[str, list[dict]] = {}
+    key, a, b = ARMS[args.sweep]
     for r in rows:
-        groups.setdefault(str(r.get("override.method")), []).append(r)
-    print(seed_table(groups, METRICS))
+        groups.setdefault(str(r.get(f"override.{key}")), []).append(r)
+    metrics = tuple(m for m in METRICS if any(m in r for r in rows))
+    print(seed_table(groups, metrics))
     print()
-    print(paired_seed_diffs(groups, "filip", "clip", METRICS))
+    print(paired_seed_diffs(groups, a, b, metrics))
     return 0
 
 

@@ -94,6 +94,23 @@ def test_method_loss_matches_float64_reference_with_padding(exp_and_state):
     assert float(metrics["text_tokens"]) == pytest.approx(float((batch["text"] != 0).sum(1).mean()))
 
 
+def test_unmasked_padding_ablation_scores_pad_tokens(exp_and_state):
+    """mask_padding=False (the card's ablation) is the float64 loss with every text token, padding included."""
+    exp, state = exp_and_state
+    batch = _batch(exp)
+    cfg = exp.config.copy_and_resolve_references()
+    cfg.model.filip.mask_padding = False
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        loss, metrics = jax.jit(filip.make_loss(exp.model, cfg, None))(state.params, batch, None)
+        v, mv, t, mt, scale = jax.jit(
+            lambda p, b: filip.token_terms(exp.model, p, b["image"], b["text"], False, mask_padding=False)
+        )(state.params, batch)
+    assert np.asarray(mt).all()
+    want = _filip_np(*(np.asarray(x) for x in (v, mv, t, mt)), float(scale))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    assert float(metrics["text_tokens"]) == batch["text"].shape[1]
+
+
 @pytest.mark.parametrize("keep", [1.0, 0.5])
 def test_sharded_loss_and_grads_equal_local(exp_and_state, keep):
     exp, state = exp_and_state

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 EVALUATORS = ("zeroshot", "retrieval", "generation", "finegrained", "prior_probe", "captioning", "vqa", "pope",
-              "grounding")
+              "grounding", "localization")
 # NOTE: kinds whose module has another name (captioning lives next to its BLEU / CIDEr-D code).
 _MODULES = {"captioning": "caption_metrics"}
 

@@ -40,3 +40,25 @@ def world_samples(world, split: str, n: int, fields: Sequence[str]) -> list[dict
     if n > size:
         raise ValueError(f"eval asks for {n} samples but split {split!r} has {size}")
     return [world.sample(split, i, fields=tuple(fields)) for i in range(n)]
+
+
+def eval_world(exp, cfg):
+    """exp.world, or a World with the evaluator's `world_overrides` (nested dict) applied to the training world."""
+    overrides = cfg.get("world_overrides")
+    if not overrides:
+        return exp.world
+    from vljax.data.world import World
+
+    flat = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(overrides.to_dict() if hasattr(overrides, "to_dict") else dict(overrides), "")
+    wcfg = exp.config.data.world.copy_and_resolve_references()
+    wcfg.update_from_flattened_dict(flat)
+    return World(wcfg)

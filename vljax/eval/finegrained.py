@@ -18,32 +18,11 @@ import numpy as np
 from vljax import sharding as shard_lib
 from vljax.data import tokenizer as tokenizer_lib
 from vljax.data.world.language import realize as rz
-from vljax.eval.embed import embed_in_batches
+from vljax.eval.embed import embed_in_batches, eval_world
 
 ATTRS = ("color", "shape", "size")
 # NOTE: a scene's images x candidates are scored in chunks of this many images (all-pairs inside a chunk).
 CHUNK_IMAGES = 32
-
-
-def _world(exp, overrides):
-    """exp.world, or a World with `overrides` (nested dict) applied to the training world config."""
-    if not overrides:
-        return exp.world
-    from vljax.data.world import World
-
-    flat = {}
-
-    def walk(d, prefix):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                flat[f"{prefix}{k}"] = v
-
-    walk(overrides, "")
-    wcfg = exp.config.data.world.copy_and_resolve_references()
-    wcfg.update_from_flattened_dict(flat)
-    return World(wcfg)
 
 
 def _enabled(world_cfg) -> dict:
@@ -178,7 +157,7 @@ def metrics_from_scores(scores: np.ndarray, changed) -> dict[str, float]:
 
 def evaluate(exp, params, cfg) -> dict[str, float]:
     """cfg: split, n, negatives, attrs, world_overrides -> pair_acc, pair_acc_<attr>, r1, n_images."""
-    world = _world(exp, cfg.get("world_overrides") and cfg.world_overrides.to_dict())
+    world = eval_world(exp, cfg)
     split = build_split(
         world,
         cfg.split,

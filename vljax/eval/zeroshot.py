@@ -4,17 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from vljax.data import tokenizer as tokenizer_lib
-from vljax.eval.embed import embed_in_batches, world_samples
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+from vljax.eval.embed import embed_in_batches, eval_world, world_samples
 
 
 def class_embeddings(exp, params, embed_texts, classes, templates) -> np.ndarray:
@@ -29,14 +19,7 @@ def class_embeddings(exp, params, embed_texts, classes, templates) -> np.ndarray
 
 def evaluate(exp, params, cfg) -> dict[str, float]:
     """cfg: split, n, tasks (world label tasks, e.g. 'shape', 'color'), templates kind, world overrides."""
-    world = exp.world
-    if cfg.get("world_overrides"):
-        from vljax.data.world import World
-
-        wcfg = exp.config.data.world.copy_and_resolve_references()
-        wcfg.update_from_flattened_dict(dict(cfg.world_overrides.items() and
-                                             _flatten(cfg.world_overrides.to_dict())))
-        world = World(wcfg)
+    world = eval_world(exp, cfg)
     embed_images, embed_texts = exp.encoders
     tasks = tuple(cfg.tasks)
     fields = ("image",) + tuple(f"labels/main_{t}" for t in tasks)

@@ -5,9 +5,10 @@
     s^T[i, j] = mean_r max_k <x_ik, x_jr>   (text -> image; mean over valid text tokens)
     loss = (CE(exp(t) s^I, diag) + CE(exp(t) s^T.T, diag)) / 2,  t learned (init log 1/0.07, clip 100)
 
-Config (config.model.filip): drop_special_tokens (BOS/EOS out of the text mask; padding is always
-out), token_keep_ratio (< 1: each device keeps, per sample, the tokens with the highest max similarity
-to its local partners before the all-gather, as in the paper), impl (late-interaction kernel path).
+Config (config.model.filip): drop_special_tokens (BOS/EOS out of the text mask), mask_padding (default
+True; False puts padding tokens into the text mask: the card's ablation), token_keep_ratio (< 1: each
+device keeps, per sample, the tokens with the highest max similarity to its local partners before the
+all-gather, as in the paper), impl (late-interaction kernel path).
 On a mesh whose batch axes hold > 1 shard the loss is `filip_loss`'s shard_map version.
 """
 
@@ -38,9 +39,9 @@ preprocess_images = clip.preprocess_images
 
 
 def _options(config) -> dict:
-    """config.model.filip -> validated dict(drop_special_tokens, token_keep_ratio, impl)."""
+    """config.model.filip -> validated dict(drop_special_tokens, mask_padding, token_keep_ratio, impl)."""
     f = dict(config.model.get("filip", {}))
-    unknown = sorted(set(f) - {"drop_special_tokens", "token_keep_ratio", "impl"})
+    unknown = sorted(set(f) - {"drop_special_tokens", "mask_padding", "token_keep_ratio", "impl"})
     if unknown:
         raise ValueError(f"config.model.filip: unknown keys {unknown}")
     ratio = float(f.get("token_keep_ratio", 1.0))
@@ -48,24 +49,26 @@ def _options(config) -> dict:
         raise ValueError(f"config.model.filip.token_keep_ratio must be in (0, 1], got {ratio}")
     return dict(
         drop_special_tokens=bool(f.get("drop_special_tokens", False)),
+        mask_padding=bool(f.get("mask_padding", True)),
         token_keep_ratio=ratio,
         impl=str(f.get("impl", "auto")),
     )
 
 
-def text_mask(tokens: jax.Array, drop_special_tokens: bool) -> jax.Array:
-    """int [B, L] -> bool [B, L] tokens taking part in late interaction (never padding)."""
-    mask = tokens != PAD
+def text_mask(tokens: jax.Array, drop_special_tokens: bool, mask_padding: bool = True) -> jax.Array:
+    """int [B, L] -> bool [B, L] tokens taking part in late interaction (padding only if not mask_padding)."""
+    mask = tokens != PAD if mask_padding else jnp.ones(tokens.shape, bool)
     if drop_special_tokens:
         mask = mask & (tokens != BOS) & (tokens != EOS)
     return mask
 
 
-def token_terms(model: TwoTower, params, images, tokens, drop_special_tokens: bool, train: bool = True):
+def token_terms(model: TwoTower, params, images, tokens, drop_special_tokens: bool, train: bool = True,
+                mask_padding: bool = True):
     """-> (img_tok [B, n1, d], img_mask [B, n1], txt_tok [B, n2, d], txt_mask [B, n2], logit_scale)."""
     out = model.apply({"params": params}, preprocess_images(images), tokens, train=train, return_tokens=True)
     v, t = out["img_tokens"], out["txt_tokens"]
-    return v, jnp.ones(v.shape[:2], bool), t, text_mask(tokens, drop_special_tokens), out["logit_scale"]
+    return v, jnp.ones(v.shape[:2], bool), t, text_mask(tokens, drop_special_tokens, mask_padding), out["logit_scale"]
 
 
 def keep_top_tokens(v, mv, t, mt, ratio: float):
@@ -112,7 +115,8 @@ def make_loss(model: TwoTower, config, mesh):
 
     def loss_fn(params, batch, rng):
         del rng
-        v, mv, t, mt, scale = token_terms(model, params, batch["image"], batch["text"], opts["drop_special_tokens"])
+        v, mv, t, mt, scale = token_terms(model, params, batch["image"], batch["text"], opts["drop_special_tokens"],
+                                          mask_padding=opts["mask_padding"])
         v, mv, t, mt = prune(v, mv, t, mt)
         loss = filip_loss(v, t, mv, mt, scale, mesh=mesh if sharded else None, axes=BATCH_AXES, impl=opts["impl"])
         return loss, dict(loss=loss, logit_scale=scale, text_tokens=jnp.mean(jnp.sum(mt, axis=1)))
@@ -127,5 +131,6 @@ def score_pairs(model: TwoTower, config, params, images, tokens, direction: str 
     opts = _options(config)
     _, v = model.apply({"params": params}, preprocess_images(images), return_tokens=True, method=TwoTower.encode_image)
     _, t = model.apply({"params": params}, tokens, return_tokens=True, method=TwoTower.encode_text)
-    i2t, t2i = late_interaction(v, t, None, text_mask(tokens, opts["drop_special_tokens"]), impl=opts["impl"])
+    i2t, t2i = late_interaction(v, t, None, text_mask(tokens, opts["drop_special_tokens"], opts["mask_padding"]),
+                                impl=opts["impl"])
     return i2t if direction == "i2t" else t2i
