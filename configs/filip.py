@@ -5,9 +5,6 @@ Presets: tiny (CPU, 2-3 objects per scene), small, base (ViT-B/32, d=256), large
 The CLIP baseline at equal compute is configs/clip.py with the same overrides (see docs/METHODS.md).
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
 from vljax import presets
@@ -15,16 +12,8 @@ from vljax import presets
 PRESETS = presets.SIZES
 
 
-def _clip_config(arg: str) -> ml_collections.ConfigDict:
-    """configs/clip.py:arg, loaded by path (configs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("clip_cfg", Path(__file__).with_name("clip.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    c = _clip_config(arg)
+    c = presets.sibling_config(__file__, "clip.py").get_config(arg)
     c.method = "filip"
     c.model.filip = ml_collections.ConfigDict(
         dict(

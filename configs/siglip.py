@@ -9,18 +9,8 @@ from vljax import presets
 PRESETS = presets.SIZES
 
 
-def _clip_module():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("clip_cfg", Path(__file__).with_name("clip.py"))
-    clip = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(clip)
-    return clip
-
-
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    c = _clip_module().get_config(arg)
+    c = presets.sibling_config(__file__, "clip.py").get_config(arg)
     c.method = "siglip"
     c.model.temperature_init = 2.3026  # log(10)
     c.model.bias_init = -10.0
@@ -30,4 +20,4 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
 def get_sweep(arg: str = "tiny"):
     """CLIP's named sweeps (same grid, so the two methods' scaling exponents can be compared)."""
-    return _clip_module().get_sweep(arg)
+    return presets.sibling_config(__file__, "clip.py").get_sweep(arg)

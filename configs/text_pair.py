@@ -5,9 +5,6 @@
       --config.init.text=checkpoint:runs/text_pair_tiny --config.optim.freeze='("^txt_",)'
 Model dims are the CLIP preset's (same arg), so the text tower and projection chain into CLIP.
 """
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
 from vljax import presets
@@ -15,15 +12,8 @@ from vljax import presets
 PRESETS = presets.SIZES
 
 
-def _clip_module():
-    spec = importlib.util.spec_from_file_location("clip_cfg", Path(__file__).with_name("clip.py"))
-    clip = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(clip)
-    return clip
-
-
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    c = _clip_module().get_config(arg)
+    c = presets.sibling_config(__file__, "clip.py").get_config(arg)
     c.method = "text_pair"
     # NOTE: the same scene described twice; only the position words differ, so the shared content words
     # (count, size, color, shape) are what tells a caption's partner from the batch's other captions.

@@ -77,3 +77,18 @@ def two_tower_model(size: str) -> ml_collections.ConfigDict:
     m.dtype = "float32"
     m.remat = "none"
     return m
+
+
+def sibling_config(config_file: str, name: str):
+    """A config module next to `config_file` (e.g. configs/clip.py for configs/siglip.py), loaded by path.
+
+    Config files are not a package, so presets built on another method's presets load it this way.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(config_file).with_name(name)
+    spec = importlib.util.spec_from_file_location(f"vljax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -188,40 +188,54 @@ def _fwd_kernel(v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, i2t_ref, t2i_ref, 
   lax.fori_loop(0, block_i, image_step, 0)
 
 
+def _route_pair(refs, ii, jj, g_i2t, g_t2i, cv, cd, add):
+  """Recomputes pair (ii, jj) patch chunk by patch chunk; calls add(k0, d0, routes [cv, Nt]) per feature slice.
+
+  refs = (v, t, mv, mt, nv, nt, colarg) block refs; ii / jj index the image / text inside their blocks.
+  """
+  v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, colarg_ref = refs
+  n_k, n_d = v_ref.shape[1] // cv, v_ref.shape[2] // cd
+  mt = mt_ref[jj]
+  w_v, w_t = _pair_weights(nv_ref[ii], nt_ref[jj], mt)
+  colarg = colarg_ref[ii, jj]
+
+  def chunk_step(kc, c):
+    k0 = pl.multiple_of(kc * cv, cv)
+    s = _chunk_scores(v_ref, t_ref, ii, jj, k0, cv, cd, n_d)
+    p = _chunk_routes(s, mv_ref[ii, pl.ds(k0, cv)], mt, colarg, k0, w_v, w_t, g_i2t, g_t2i)
+
+    def d_step(dc, c):
+      add(k0, pl.multiple_of(dc * cd, cd), p)
+      return c
+
+    return lax.fori_loop(0, n_d, d_step, c)
+
+  lax.fori_loop(0, n_k, chunk_step, 0)
+
+
 def _dv_kernel(v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, colarg_ref, gi_ref, gt_ref, dv_ref, *, cv, cd, block_t):
   """Grid over image blocks; each program loops over every text, so no two programs write one dv row."""
-  block_i, (bt, nt, _) = v_ref.shape[0], t_ref.shape
-  n_k, n_d = v_ref.shape[1] // cv, v_ref.shape[2] // cd
+  refs = (v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, colarg_ref)
+  block_i, bt = v_ref.shape[0], t_ref.shape[0]
 
   def image_step(ii, carry):
     def zero_step(kc, c):
       dv_ref[ii, pl.ds(pl.multiple_of(kc * cv, cv), cv), :] = jnp.zeros((cv, dv_ref.shape[2]), jnp.float32)
       return c
 
-    lax.fori_loop(0, n_k, zero_step, 0)
+    lax.fori_loop(0, v_ref.shape[1] // cv, zero_step, 0)
 
     def text_step(jj, c):
       # NOTE: cotangent rows are loaded one power-of-two block at a time and picked by mask (Triton-friendly).
       j0 = pl.multiple_of((jj // block_t) * block_t, block_t)
       g_i2t = _pick(gi_ref[ii, pl.ds(j0, block_t)], jj - j0)
       g_t2i = _pick(gt_ref[ii, pl.ds(j0, block_t)], jj - j0)
-      mt = mt_ref[jj]
-      w_v, w_t = _pair_weights(nv_ref[ii], nt_ref[jj], mt)
-      colarg = colarg_ref[ii, jj]
 
-      def chunk_step(kc, c):
-        k0 = pl.multiple_of(kc * cv, cv)
-        s = _chunk_scores(v_ref, t_ref, ii, jj, k0, cv, cd, n_d)
-        p = _chunk_routes(s, mv_ref[ii, pl.ds(k0, cv)], mt, colarg, k0, w_v, w_t, g_i2t, g_t2i)
+      def add(k0, d0, p):
+        dv_ref[ii, pl.ds(k0, cv), pl.ds(d0, cd)] += _route_dot(p, t_ref[jj, :, pl.ds(d0, cd)], 1)
 
-        def d_step(dc, c):
-          d0 = pl.multiple_of(dc * cd, cd)
-          dv_ref[ii, pl.ds(k0, cv), pl.ds(d0, cd)] += _route_dot(p, t_ref[jj, :, pl.ds(d0, cd)], 1)
-          return c
-
-        return lax.fori_loop(0, n_d, d_step, c)
-
-      return lax.fori_loop(0, n_k, chunk_step, c)
+      _route_pair(refs, ii, jj, g_i2t, g_t2i, cv, cd, add)
+      return c
 
     lax.fori_loop(0, bt, text_step, 0)
     return carry
@@ -231,33 +245,19 @@ def _dv_kernel(v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, colarg_ref, gi_ref,
 
 def _dt_kernel(v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, colarg_ref, gi_ref, gt_ref, dt_ref, *, cv, cd):
   """Grid over text blocks; each program loops over every image, so no two programs write one dt row."""
+  refs = (v_ref, t_ref, mv_ref, mt_ref, nv_ref, nt_ref, colarg_ref)
   bi, block_t = v_ref.shape[0], t_ref.shape[0]
-  n_k, n_d = v_ref.shape[1] // cv, v_ref.shape[2] // cd
 
   def text_step(jj, carry):
     dt_ref[jj] = jnp.zeros(dt_ref.shape[1:], jnp.float32)
-    mt = mt_ref[jj]
 
     def image_step(ii, c):
-      g_i2t = _pick(gi_ref[ii], jj)
-      g_t2i = _pick(gt_ref[ii], jj)
-      w_v, w_t = _pair_weights(nv_ref[ii], nt_ref[jj], mt)
-      colarg = colarg_ref[ii, jj]
+      def add(k0, d0, p):
+        # NOTE: p^T v_c as a transposed-lhs matmul; no explicit transpose in the kernel.
+        dt_ref[jj, :, pl.ds(d0, cd)] += _route_dot(p, v_ref[ii, pl.ds(k0, cv), pl.ds(d0, cd)], 0)
 
-      def chunk_step(kc, c):
-        k0 = pl.multiple_of(kc * cv, cv)
-        s = _chunk_scores(v_ref, t_ref, ii, jj, k0, cv, cd, n_d)
-        p = _chunk_routes(s, mv_ref[ii, pl.ds(k0, cv)], mt, colarg, k0, w_v, w_t, g_i2t, g_t2i)
-
-        def d_step(dc, c):
-          d0 = pl.multiple_of(dc * cd, cd)
-          # NOTE: p^T v_c as a transposed-lhs matmul; no explicit transpose in the kernel.
-          dt_ref[jj, :, pl.ds(d0, cd)] += _route_dot(p, v_ref[ii, pl.ds(k0, cv), pl.ds(d0, cd)], 0)
-          return c
-
-        return lax.fori_loop(0, n_d, d_step, c)
-
-      return lax.fori_loop(0, n_k, chunk_step, c)
+      _route_pair(refs, ii, jj, _pick(gi_ref[ii], jj), _pick(gt_ref[ii], jj), cv, cd, add)
+      return c
 
     lax.fori_loop(0, bi, image_step, 0)
     return carry
