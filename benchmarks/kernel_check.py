@@ -141,7 +141,7 @@ def check_token_merging(sizes, dtypes, rows):
             start = time.perf_counter()
             idx, score, rank = jax.block_until_ready(match_pallas(metric))
             seconds = time.perf_counter() - start
-            r_idx, r_score, r_rank = match_reference(metric)
+            r_idx, _, r_rank = match_reference(metric)
             m = np.asarray(metric.astype(jnp.float32), np.float64)
             m /= np.linalg.norm(m, axis=-1, keepdims=True)
             s = np.einsum("bic,bjc->bij", m[:, ::2], m[:, 1::2], optimize=True)

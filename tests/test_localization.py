@@ -67,7 +67,7 @@ def test_score_words_with_planted_embeddings(aim):
     assert 0.0 < out["chance"] < 0.5
 
 
-def test_evaluate_runs_on_a_fresh_filip_and_rejects_merged_tokens():
+def test_evaluate_runs_on_a_fresh_filip_and_rejects_merged_tokens(tmp_path):
     import flax.linen as nn
     import jax
 
@@ -75,7 +75,7 @@ def test_evaluate_runs_on_a_fresh_filip_and_rejects_merged_tokens():
 
     small = ["--config.model.image.depth=1", "--config.model.text.depth=1", "--config.train.batch_size=8"]
     cfg = load_config("configs/filip.py:tiny", small)
-    exp = Experiment(cfg, "/tmp/vljax_test_localization")
+    exp = Experiment(cfg, tmp_path)
     state, _ = exp.create_state()
     ecfg = ml_collections.ConfigDict(dict(kind="localization", split="test", n=16))
     with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):

@@ -45,10 +45,11 @@ def make_loss(model: TwoTower, config, mesh):
 
     def loss_fn(params, batch, rng):
         del rng
-        apply = lambda tokens: model.apply({"params": params}, tokens, train=True, method=TwoTower.encode_text)
-        scale, _ = model.apply({"params": params}, method=TwoTower.logit_params)
-        loss, metrics = contrastive.contrastive_loss("softmax", apply(batch["text"]), apply(batch["text_b"]), scale,
-                                                     mesh=mesh, axes=BATCH_AXES)
+        # NOTE: images=None: only the text tower runs (and the logit scale is read).
+        a = model.apply({"params": params}, None, batch["text"], train=True)
+        b = model.apply({"params": params}, None, batch["text_b"], train=True)
+        scale = a["logit_scale"]
+        loss, metrics = contrastive.contrastive_loss("softmax", a["txt"], b["txt"], scale, mesh=mesh, axes=BATCH_AXES)
         return loss, dict(metrics, logit_scale=scale)
 
     return loss_fn
