@@ -2,10 +2,12 @@
 # One GPU session's checks, in priority order, each under a time limit and all under one deadline:
 #   1. kernel_check.py    compiled Pallas kernels vs float64 references (correctness first)
 #   2. late_interaction   B=512, Nv=196, Nt=77, D=256 bf16: naive / chunked / Pallas tilings
-#   3. train_throughput   ViT-B/16 CLIP (configs/clip.py:base, batch 1024, bf16): step time and MFU
-#   4. token_merging      ViT-S/16 224 px forward throughput at several r (bf16)
-#   5. late_interaction   the same shape in float32
-#   6. pytest             the kernel unit tests on the GPU (single-device ones)
+#   3. attention          XLA vs cuDNN attention fwd+bwd at the ViT-B/16 shape, plain and under the mesh
+#   4. train_throughput   ViT-B/16 CLIP (configs/clip.py:base, batch 1024, bf16): step time and MFU with
+#                         cuDNN ('auto') vs XLA attention side by side, and a profile of where the step goes
+#   5. token_merging      ViT-S/16 224 px forward throughput at several r (bf16)
+#   6. late_interaction   the same shape in float32
+#   7. pytest             the kernel unit tests on the GPU (single-device ones)
 # Usage, from the repo root of a GPU machine whose python3 has jax[cuda]:
 #   bash benchmarks/device_checks.sh OUTDIR [DEADLINE_SECONDS]
 #   STEPS="kernel_check li_bf16" bash benchmarks/device_checks.sh OUTDIR 300   # a subset
@@ -44,12 +46,14 @@ step() {  # step NAME LIMIT_SECONDS CMD...
 } > "$OUTDIR/env.log" 2>&1
 cat "$OUTDIR/env.log"
 
-TAIL=70 step kernel_check 170 python3 benchmarks/kernel_check.py
+TAIL=70 step kernel_check 170 python3 benchmarks/kernel_check.py ${KERNEL_CHECK_ARGS:-}
 step li_bf16 150 python3 benchmarks/late_interaction.py --shape 512,196,77,256 --dtype bfloat16 --iters 5 \
-  --impls naive,chunked,pallas --tilings 64x64x4,32x128x4,64x64x8,16x64x4
-step clip_base 150 python3 benchmarks/train_throughput.py --config configs/clip.py:base --steps 10
-step tome 100 python3 benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 \
-  --heads 6 --pool cls --batch 256 --iters 10 --dtype bfloat16 --rs 0,8,13,16
+  --impls naive,chunked,pallas --tilings ${LI_TILINGS:-64x64x4,64x128x8,32x128x4,128x64x8}
+step attention 60 python3 benchmarks/attention.py
+TAIL=60 step clip_base 300 python3 benchmarks/train_throughput.py --config configs/clip.py:base --steps 10 \
+  --sweep model.attention_impl=auto,xla --profile /tmp/clip_base_trace
+step tome 120 python3 benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 \
+  --heads 6 --pool cls --batch 256 --iters 10 --dtype bfloat16 --rs ${TOME_RS:-0,8,13,16}
 step li_f32 120 python3 benchmarks/late_interaction.py --shape 512,196,77,256 --dtype float32 --iters 3 \
   --impls ${LI_F32_IMPLS:-naive,chunked,pallas}
 JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest step pytest 100 python3 -m pytest -q \

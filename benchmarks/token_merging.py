@@ -32,6 +32,7 @@ def throughput(args, r: int) -> tuple[float, int]:
         patch_size=(args.patch, args.patch),
         image_size=args.res,
         pool=args.pool,
+        attention_impl=args.attention_impl,
     )
     kw["dtype"] = jnp.dtype(args.dtype)
     images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3)).astype(kw["dtype"])
@@ -87,6 +88,9 @@ def main():
     p.add_argument("--schedule", default="constant")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype of the ViT")
     p.add_argument("--rs", default="0,2,3,4", help="merge rates for the throughput rows")
+    # NOTE: merged blocks add the log-size bias (proportional attention), which keeps them on the XLA
+    # attention path; 'xla' everywhere makes r = 0 comparable ('auto' would give r = 0 cuDNN on a GPU).
+    p.add_argument("--attention_impl", default="xla", choices=("auto", "xla", "cudnn"))
     p.add_argument(
         "--acc_rs", default="0,8,16", help="merge rates trained for accuracy (tiny CLIP: 64 tokens, 3 blocks)"
     )
@@ -97,7 +101,8 @@ def main():
 
     print(
         f"# ViT width={args.width} depth={args.depth} heads={args.heads} {args.res}px/{args.patch} "
-        f"batch={args.batch} schedule={args.schedule} dtype={args.dtype} backend={jax.default_backend()}"
+        f"batch={args.batch} schedule={args.schedule} dtype={args.dtype} attention={args.attention_impl} "
+        f"backend={jax.default_backend()}"
     )
     print("| r | tokens left | fwd images/s | x r=0 |")
     print("|---|---|---|---|")

@@ -2,11 +2,15 @@
 
   python benchmarks/train_throughput.py --config configs/clip.py:tiny [--steps 20] [--config.k=v ...]
   python benchmarks/train_throughput.py --config configs/clip.py:base --torch   # also time PyTorch
+  python benchmarks/train_throughput.py --config configs/clip.py:base --sweep model.attention_impl=auto,xla
+  python benchmarks/train_throughput.py --config configs/clip.py:tiny --profile /tmp/trace   # + op breakdown
 
 Times the jitted, donated train step on synthetic uint8 images / random tokens of the
 config's shapes (input pipeline excluded, so this measures the model + optimizer). With
 --torch it builds the same two-tower in PyTorch (open_clip when importable, else a plain
-torch.nn two-tower of identical dims) and prints the ratio.
+torch.nn two-tower of identical dims) and prints the ratio. --sweep KEY=V1,V2 times one row per
+value in the same process (side by side); --profile DIR traces a few steps of the first row with
+jax.profiler and prints where the step's time goes (benchmarks/trace_summary.py).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def time_vljax(cfg, steps: int):
+def time_vljax(cfg, steps: int, profile_dir: str | None = None, profile_steps: int = 3):
     import flax.linen as nn
     import jax
 
@@ -50,6 +54,16 @@ def time_vljax(cfg, steps: int):
             state, m = compiled(state, batch)
         jax.block_until_ready(m["loss"])
         dt = (time.perf_counter() - t0) / steps
+        if profile_dir:
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            (Path(profile_dir) / "step.hlo.txt").write_text(compiled.as_text())
+            try:
+                with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+                    for _ in range(profile_steps):
+                        state, m = compiled(state, batch)
+                    jax.block_until_ready(m["loss"])
+            except Exception as e:  # noqa: BLE001 - a missing profiler backend must not lose the timings
+                print(f"profile failed ({type(e).__name__}: {e}); timings are unaffected", flush=True)
     peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
     return dict(step_s=dt, ex_s=bs / dt, flops=flops, xla_flops=xla_flops, analytic=analytic_flops is not None,
                 mfu=(flops / dt / peak) if (flops and peak) else None,
@@ -146,6 +160,14 @@ def time_torch(cfg, vocab: int, steps: int):
     return dict(step_s=dt, ex_s=bs / dt, name=name, threads=torch.get_num_threads())
 
 
+def _parse_sweep(text: str) -> tuple[str, list[str]]:
+    """'model.attention_impl=auto,xla' -> ('model.attention_impl', ['auto', 'xla'])."""
+    key, sep, values = text.partition("=")
+    if not sep or not key or not values:
+        raise SystemExit(f"--sweep wants KEY=V1,V2,..., got {text!r}")
+    return key, values.split(",")
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides = [a for a in argv if a.startswith("--config.")]
@@ -153,26 +175,52 @@ def main(argv=None):
     p.add_argument("--config", required=True)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--torch", action="store_true", help="also time the PyTorch two-tower")
+    p.add_argument("--sweep", default="", help="KEY=V1,V2: one vljax row per config value, side by side")
+    p.add_argument("--profile", default="", help="trace the first row's steps into this dir and print the breakdown")
+    p.add_argument("--profile_steps", type=int, default=3)
     args = p.parse_args([a for a in argv if not a.startswith("--config.")])
     from vljax.config import load_config
 
+    key, values = _parse_sweep(args.sweep) if args.sweep else (None, [None])
+    rows = []
+    jax_name = "vljax (jax " + __import__("jax").__version__ + ")"
+    for i, value in enumerate(values):
+        extra = [] if key is None else [f"--config.{key}={value}"]
+        cfg = load_config(args.config, overrides + extra)
+        profile = args.profile if (args.profile and i == 0) else None
+        row = time_vljax(cfg, args.steps, profile, args.profile_steps)
+        rows.append(row)
+        if i == 0:  # NOTE: rows print as they finish, so a run cut short still reports what it measured
+            print(f"config {args.config}  batch {cfg.train.batch_size}  devices {row['n']} x {row['device']}")
+            print(f"{'impl':<44} {'step (ms)':>10} {'examples/s':>11} {'ratio':>7} {'MFU':>7}")
+        label = jax_name if key is None else f"vljax {key}={value}"
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
+        print(f"{label[:44]:<44} {row['step_s'] * 1e3:>10.1f} {row['ex_s']:>11.1f} {row['ex_s'] / rows[0]['ex_s']:>7.2f} "
+              f"{mfu:>7}", flush=True)
     cfg = load_config(args.config, overrides)
-    r = time_vljax(cfg, args.steps)
-    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (no peak FLOP/s for this device)"
-    print(f"config {args.config}  batch {cfg.train.batch_size}  devices {r['n']} x {r['device']}")
-    print(f"{'impl':<44} {'step (ms)':>10} {'examples/s':>11} {'ratio':>7}")
-    print(f"{'vljax (jax ' + __import__('jax').__version__ + ')':<44} {r['step_s'] * 1e3:>10.1f} {r['ex_s']:>11.1f} "
-          f"{1.0:>7.2f}")
+    r = rows[0]
     if args.torch:
         from vljax.data.world import World
 
         vocab = len(World(cfg.data.world).vocab)
         t = time_torch(cfg, vocab, args.steps)
         print(f"{t['name'][:44]:<44} {t['step_s'] * 1e3:>10.1f} {t['ex_s']:>11.1f} {t['ex_s'] / r['ex_s']:>7.2f}")
-        print(f"(ratio = examples/s relative to vljax; torch threads {t['threads']})")
+        print(f"(ratio = examples/s relative to the first vljax row; torch threads {t['threads']})")
     source = "analytic" if r["analytic"] else "XLA cost analysis"
+    if r["mfu"] is None:
+        print("MFU n/a: no peak FLOP/s known for this device (set --config.train.peak_flops_per_device)")
     print(f"FLOPs/step/device {r['flops'] or float('nan'):.3e} ({source}; XLA cost analysis "
-          f"{r['xla_flops'] or float('nan'):.3e})  MFU {mfu}")
+          f"{r['xla_flops'] or float('nan'):.3e})")
+    if args.profile:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from trace_summary import print_summary, summarize
+
+        print(f"\nprofile of the first row ({args.profile_steps} steps traced into {args.profile}):")
+        try:
+            hlo = Path(args.profile) / "step.hlo.txt"
+            print_summary(summarize(args.profile, args.profile_steps, hlo.read_text() if hlo.exists() else None))
+        except FileNotFoundError as e:
+            print(e)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _load(name):
+    """benchmarks/<name>.py as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_kernel_check_passes_in_interpret_mode(capsys):
-    spec = importlib.util.spec_from_file_location("kernel_check", ROOT / "benchmarks" / "kernel_check.py")
-    kernel_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kernel_check)
+    kernel_check = _load("kernel_check")
     assert kernel_check.main(["--sizes", "small", "--dtypes", "float32"]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out and "| late_interaction | 8x13x9x20 | float32 | dv | pallas |" in out
@@ -18,3 +24,64 @@ def test_kernel_check_passes_in_interpret_mode(capsys):
 
 def test_device_checks_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_checks.sh")], check=True)
+
+
+def test_trace_summary_reads_a_cpu_trace(tmp_path, capsys):
+    import jax
+    import jax.numpy as jnp
+
+    trace_summary = _load("trace_summary")
+    f = jax.jit(lambda x: jnp.tanh(x @ x).sum())
+    x = jnp.ones((64, 64))
+    f(x).block_until_ready()
+    with jax.profiler.trace(str(tmp_path), create_perfetto_trace=True):
+        for _ in range(2):
+            f(x).block_until_ready()
+    summary = trace_summary.summarize(tmp_path, steps=2)
+    # No device events on a CPU: the host's XLA ops are summed, without the enclosing wrappers.
+    assert summary["kind"] == "host" and summary["total_ms"] > 0
+    assert not any(n.startswith(("$", "PjitFunction", "ThunkExecutor")) for n, _, _ in summary["by_name"])
+    assert abs(sum(ms for _, ms in summary["by_class"]) - summary["total_ms"]) < 1e-6
+    trace_summary.print_summary(summary, top=3)
+    assert "| class | ms/step | share |" in capsys.readouterr().out
+    assert trace_summary.classify("sm90_xmma_gemm_bf16") == "matmul"
+    assert trace_summary.classify("cudnn_flash_fprop") == "attention"
+    assert trace_summary.classify("loop_add_fusion") == "fusion"
+
+
+def test_trace_summary_names_a_missing_trace(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="perfetto_trace"):
+        _load("trace_summary").summarize(tmp_path)
+
+
+def test_attention_benchmark_runs_and_reports_unavailable_impls(capsys):
+    _load("attention").main(["--shape", "2,9,2,8", "--iters", "1"])
+    out = capsys.readouterr().out
+    assert "| xla | none |" in out and "| xla | trainer |" in out
+    assert "| cudnn | none | unavailable: ValueError: attention_impl='cudnn' needs a GPU" in out
+
+
+def test_trace_summary_scopes_from_hlo_metadata():
+    ts = _load("trace_summary")
+    hlo = (
+        '  %ynn_fusion.156 = f32[128,3,1,64,64]{4,3,2,1,0} fusion(%a, %b), kind=kCustom, calls=%f.156, '
+        'metadata={op_name="jit(step)/transpose(jvp(TwoTower))/TwoTower.encode_image/img_tower/'
+        'block_01.attention_branch/block_01.attention_branch_with_keys/attn/reduce_sum" stack_frame_id=15}\n'
+        '  ROOT %multiply_fusion.7 = f32[8192,256]{1,0} fusion(%c), kind=kLoop, calls=%f.903, '
+        'metadata={op_name="jit(step)/jvp(TwoTower)/TwoTower.encode_text/txt_tower/encoder/block_00/'
+        'block_00.mlp_branch/mlp/mul"}\n'
+        "  %param.1 = f32[8] parameter(0)\n"
+    )
+    names = ts.hlo_op_names(hlo)
+    assert set(names) == {"ynn_fusion.156", "multiply_fusion.7"}
+    assert ts.scope_of(names["ynn_fusion.156"]) == "img_tower/attn (bwd)"
+    assert ts.scope_of(names["multiply_fusion.7"]) == "txt_tower/mlp (fwd)"
+    proj = "jit(step)/jvp(TwoTower)/TwoTower.encode_image/img_tower/block_00.attention_branch/attn/attn._proj/bnd,dhk->bnhk/dot_general"
+    assert ts.scope_of(proj) == "img_tower/attn (fwd)"
+    assert ts.scope_of("jit(step)/add") == "(step) (fwd)"
+    assert ts.scope_of("jit(step)/jvp(TwoTower)/TwoTower.encode_text/txt_tower/encoder/norm_out/mul") == (
+        "txt_tower/norm_out (fwd)")
+    assert ts.scope_of("jit(step)/jvp(TwoTower)/TwoTower.encode_image/img_tower/block_02.mlp_branch/mlp/wi/dot") == (
+        "img_tower/mlp (fwd)")

@@ -8,7 +8,13 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from scipy.special import erf
 
-from vljax.nn.attention import MultiHeadAttention, make_attention_mask
+from vljax.nn.attention import (
+    MultiHeadAttention,
+    dot_product_attention,
+    fused_attention,
+    make_attention_mask,
+    resolve_attention_impl,
+)
 from vljax.nn.embeddings import LearnedPosEmb, PatchEmbed, TokenEmbed, apply_rope, posemb_sincos_2d, resample_posemb
 from vljax.nn.mlp import Mlp
 from vljax.nn.norms import make_norm
@@ -109,6 +115,69 @@ def test_attention_dropout_needs_rng_and_changes_output():
     det = jax.jit(mod.apply)(params, x)
     drop = jax.jit(lambda p: mod.apply(p, x, deterministic=False, rngs={"dropout": jax.random.key(3)}))(params)
     assert not np.allclose(np.asarray(det), np.asarray(drop))
+
+
+@pytest.mark.parametrize("hkv", [4, 2])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_attention_adaptor_matches_einsum_path(hkv, masked):
+    # The cuDNN path goes through fused_attention; its layout, scale and GQA grouping are checked here with
+    # jax.nn's XLA implementation (same call, any backend). f32 tolerance 1e-5 (different summation order).
+    kq, kk, kv, km, kb = jax.random.split(jax.random.key(7), 5)
+    q = jax.random.normal(kq, (2, 5, 4, 8))
+    k = jax.random.normal(kk, (2, 7, hkv, 8))
+    v = jax.random.normal(kv, (2, 7, hkv, 8))
+    mask = jax.random.bernoulli(km, 0.7, (2, 5, 7)).at[:, :, 0].set(True) if masked else None
+    bias = jax.random.normal(kb, (2, 1, 1, 7)) if masked else None
+    ref = dot_product_attention(q, k, v, mask, bias=bias, impl="xla")
+    got = fused_attention(q, k, v, mask, bias=bias, dtype=jnp.float32, implementation="xla")
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_impl_resolution_and_errors():
+    kw = dict(dtype=jnp.bfloat16, head_dim=64, masked=False, dropout=False)
+    assert resolve_attention_impl("auto", backend="gpu", **kw) == "cudnn"
+    assert resolve_attention_impl("auto", backend="cpu", **kw) == "xla"
+    assert resolve_attention_impl("auto", backend="tpu", **kw) == "xla"
+    # Masked (text padding), float32, dropout or an odd head dim keep the XLA path.
+    assert resolve_attention_impl("auto", backend="gpu", **{**kw, "masked": True}) == "xla"
+    assert resolve_attention_impl("auto", backend="gpu", **{**kw, "dtype": jnp.float32}) == "xla"
+    assert resolve_attention_impl("auto", backend="gpu", **{**kw, "dropout": True}) == "xla"
+    assert resolve_attention_impl("auto", backend="gpu", **{**kw, "head_dim": 12}) == "xla"
+    assert resolve_attention_impl("xla", backend="gpu", **kw) == "xla"
+    with pytest.raises(ValueError, match="needs a GPU"):
+        resolve_attention_impl("cudnn", backend="cpu", **kw)
+    with pytest.raises(ValueError, match="not one of"):
+        resolve_attention_impl("flash", backend="gpu", **kw)
+    # Through the module: an unknown impl fails at trace time, 'auto' on this CPU equals 'xla'.
+    x = jax.random.normal(jax.random.key(0), (2, 6, 8))
+    params = jax.jit(MultiHeadAttention(num_heads=2).init)(jax.random.key(1), x)
+    with pytest.raises(ValueError, match="attention_impl"):
+        MultiHeadAttention(num_heads=2, attention_impl="flash").apply(params, x)
+    auto = MultiHeadAttention(num_heads=2, attention_impl="auto").apply(params, x)
+    xla = MultiHeadAttention(num_heads=2, attention_impl="xla").apply(params, x)
+    np.testing.assert_array_equal(np.asarray(auto), np.asarray(xla))
+
+
+def test_auto_attention_falls_back_to_xla_and_says_why(monkeypatch, caplog):
+    from vljax.nn import attention as attn
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("cuDNN is not detected.")
+
+    # As on a GPU where jax cannot use cuDNN: 'auto' resolves to cudnn, the call raises at trace time.
+    monkeypatch.setattr(attn, "resolve_attention_impl", lambda impl, **kw: "cudnn")
+    monkeypatch.setattr(attn, "fused_attention", unavailable)
+    monkeypatch.setattr(attn, "_FALLBACK_WARNED", set())
+    q, k, v = jax.random.normal(jax.random.key(0), (3, 2, 4, 2, 8))
+    with caplog.at_level("WARNING"):
+        got = attn.dot_product_attention(q, k, v, impl="auto")
+        attn.dot_product_attention(q, k, v, impl="auto")
+    ref = dot_product_attention(q, k, v, impl="xla")
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+    warnings = [r for r in caplog.records if "cuDNN is not detected" in r.getMessage()]
+    assert len(warnings) == 1  # once per reason, not once per layer
+    with pytest.raises(RuntimeError, match="not detected"):
+        attn.dot_product_attention(q, k, v, impl="cudnn")
 
 
 def test_rope_matches_numpy_and_preserves_norm():

@@ -76,6 +76,8 @@ def two_tower_model(size: str) -> ml_collections.ConfigDict:
     m.text.pool = "last"
     m.dtype = "float32"
     m.remat = "none"
+    # 'auto' = cuDNN flash attention for unmasked 16-bit attention on GPU, XLA otherwise (vljax/nn/attention.py)
+    m.attention_impl = "auto"
     return m
 
 

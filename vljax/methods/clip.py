@@ -26,8 +26,9 @@ def build(config, vocab_size: int) -> TwoTower:
     m = config.model
     image = dict(m.image)
     image.setdefault("image_size", int(config.data.world.resolution))
-    image["remat"] = m.remat
-    text = dict(m.text, vocab_size=vocab_size, max_len=int(config.data.max_len), remat=m.remat)
+    impl = m.get("attention_impl", "auto")
+    image.update(remat=m.remat, attention_impl=impl)
+    text = dict(m.text, vocab_size=vocab_size, max_len=int(config.data.max_len), remat=m.remat, attention_impl=impl)
     return TwoTower(image=image, text=text, embed_dim=int(m.embed_dim),
                     temperature_init=float(m.temperature_init),
                     bias_init=None if m.get("bias_init") is None else float(m.bias_init),

@@ -34,6 +34,7 @@ class TextEncoder(nn.Module):
     pad_mask: bool = True
     dropout_rate: float = 0.0
     remat: str = "none"
+    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' (vljax.nn.attention.resolve_attention_impl)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -64,6 +65,7 @@ class TextEncoder(nn.Module):
                 norm_epsilon=self.norm_epsilon,
                 causal=self.causal,
                 dropout_rate=self.dropout_rate,
+                attention_impl=self.attention_impl,
             ),
             remat=self.remat,
             dtype=self.dtype,

@@ -136,6 +136,7 @@ class ViT(nn.Module):
     pool_activation: str = "gelu"  # MLP activation of the 'map' pooling head
     dropout_rate: float = 0.0
     remat: str = "none"
+    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' (vljax.nn.attention.resolve_attention_impl)
     token_merging: dict | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -212,6 +213,7 @@ class ViT(nn.Module):
                 norm=self.norm,
                 norm_epsilon=self.norm_epsilon,
                 dropout_rate=self.dropout_rate,
+                attention_impl=self.attention_impl,
                 deterministic=not train,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,

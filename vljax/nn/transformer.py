@@ -38,6 +38,7 @@ class Block(nn.Module):
     use_bias: bool = True
     dropout_rate: float = 0.0
     attn_dropout_rate: float = 0.0
+    attention_impl: str = "auto"
     deterministic: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -53,6 +54,7 @@ class Block(nn.Module):
             use_rope=self.use_rope,
             use_bias=self.use_bias,
             dropout_rate=self.attn_dropout_rate,
+            attention_impl=self.attention_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
