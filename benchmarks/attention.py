@@ -3,7 +3,7 @@
   python benchmarks/attention.py                       # ViT-B/16 shape: B=256, N=197, 12 heads of 64, bf16
   python benchmarks/attention.py --shape 128,64,3,32 --dtype float32 --impls einsum5d,xla   # tiny preset, CPU
 
-For each impl of vljax.nn.attention.dot_product_attention ('xla', 'cudnn') prints forward+backward
+For each impl of vljax.nn.attention.dot_product_attention ('xla', 'cudnn', 'pallas') prints forward+backward
 time, temp memory and the error against the float32 XLA path. 'einsum5d' is a baseline kept only
 here: the XLA path's earlier formulation (5-D GQA einsums that transpose implicitly). Each impl runs plain and under the
 trainer's mesh (jax.set_mesh), because an impl that fails only under a mesh falls back silently
@@ -78,7 +78,8 @@ def main(argv=None):
     p.add_argument("--shape", default="256,197,12,64", help="B,N,H,K")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--iters", type=int, default=25)
-    p.add_argument("--impls", default="xla,cudnn", help="comma-separated: einsum5d, xla, cudnn")
+    p.add_argument("--impls", default="", help="comma-separated: einsum5d, xla, cudnn, pallas "
+                   "(default: xla,cudnn,pallas on GPU; xla,cudnn elsewhere, where pallas is only the interpreter)")
     args = p.parse_args(argv)
     b, n, h, kd = (int(x) for x in args.shape.split(","))
     dtype = jnp.dtype(args.dtype)
@@ -89,7 +90,8 @@ def main(argv=None):
           f"dtype={args.dtype}")
     print("| impl | mesh | fwd+bwd ms | x first row | temp MiB | grad err vs f32 |\n|---|---|---|---|---|---|")
     base = None
-    for impl in args.impls.split(","):
+    impls = args.impls or ("xla,cudnn,pallas" if jax.default_backend() == "gpu" else "xla,cudnn")
+    for impl in impls.split(","):
         for mesh_name, mesh in (("none", None), ("trainer", make_mesh())):
             r = run(impl, q, k, v, dtype, args.iters, mesh)
             if "error" in r:

@@ -2,9 +2,9 @@
 # One GPU session's checks, in priority order, each under a time limit and all under one deadline:
 #   1. kernel_check.py    compiled Pallas kernels vs float64 references (correctness first)
 #   2. late_interaction   B=512, Nv=196, Nt=77, D=256 bf16: naive / chunked / Pallas tilings
-#   3. attention          XLA vs cuDNN attention fwd+bwd at the ViT-B/16 shape, plain and under the mesh
+#   3. attention          XLA vs cuDNN vs Pallas flash attention fwd+bwd at the ViT-B/16 shape (plain, under the mesh)
 #   4. train_throughput   ViT-B/16 CLIP (configs/clip.py:base, batch 1024, bf16): step time and MFU with
-#                         cuDNN ('auto') vs XLA attention side by side, and a profile of where the step goes
+#                         auto (cuDNN) / XLA / Pallas attention side by side, and a profile of the first
 #   5. token_merging      ViT-S/16 224 px forward throughput at several r (bf16)
 #   6. late_interaction   the same shape in float32
 #   7. pytest             the kernel unit tests on the GPU (single-device ones)
@@ -50,8 +50,8 @@ TAIL=70 step kernel_check 170 python3 benchmarks/kernel_check.py ${KERNEL_CHECK_
 step li_bf16 150 python3 benchmarks/late_interaction.py --shape 512,196,77,256 --dtype bfloat16 --iters 5 \
   --impls naive,chunked,pallas --tilings ${LI_TILINGS:-64x64x4,64x128x8,32x128x4,128x64x8}
 step attention 60 python3 benchmarks/attention.py
-TAIL=60 step clip_base 300 python3 benchmarks/train_throughput.py --config configs/clip.py:base --steps 10 \
-  --sweep model.attention_impl=auto,xla --profile /tmp/clip_base_trace
+TAIL=60 step clip_base 330 python3 benchmarks/train_throughput.py --config configs/clip.py:base --steps 10 \
+  --sweep model.attention_impl=auto,xla,pallas --profile /tmp/clip_base_trace
 step tome 120 python3 benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 \
   --heads 6 --pool cls --batch 256 --iters 10 --dtype bfloat16 --rs ${TOME_RS:-0,8,13,16}
 step li_f32 120 python3 benchmarks/late_interaction.py --shape 512,196,77,256 --dtype float32 --iters 3 \

@@ -191,14 +191,14 @@ def main(argv=None):
         row = time_vljax(cfg, args.steps, profile, args.profile_steps)
         rows.append(row)
         if i == 0:  # NOTE: rows print as they finish, so a run cut short still reports what it measured
+            first_cfg = cfg
             print(f"config {args.config}  batch {cfg.train.batch_size}  devices {row['n']} x {row['device']}")
             print(f"{'impl':<44} {'step (ms)':>10} {'examples/s':>11} {'ratio':>7} {'MFU':>7}")
         label = jax_name if key is None else f"vljax {key}={value}"
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
         print(f"{label[:44]:<44} {row['step_s'] * 1e3:>10.1f} {row['ex_s']:>11.1f} {row['ex_s'] / rows[0]['ex_s']:>7.2f} "
               f"{mfu:>7}", flush=True)
-    cfg = load_config(args.config, overrides)
-    r = rows[0]
+    cfg, r = first_cfg, rows[0]
     if args.torch:
         from vljax.data.world import World
 

@@ -23,6 +23,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             mask_padding=True,
             # NOTE: 1.0 = no pruning; the paper's efficiency variant keeps 0.25 before the all-gather.
             token_keep_ratio=1.0,
+            # NOTE: the card lets [CLS] take part in the image tokens; True needs model.image.pool='cls'.
+            # False (the tiny preset pools with 'gap', so it has no CLS) scores patches only.
+            image_cls=False,
             impl="auto",
         )
     )
@@ -57,4 +60,6 @@ def get_sweep(arg: str = "tiny"):
         "keep_ratio": [{"model.filip.token_keep_ratio": r} for r in (1.0, 0.5, 0.25)],
         "special": [{"model.filip.drop_special_tokens": d} for d in (False, True)],
         "pad_mask": [{"model.filip.mask_padding": m, "seed": s} for s in (0, 1, 2) for m in (True, False)],
+        # NOTE: a CLS token in the late interaction (a global token for words to match besides the patches).
+        "image_cls": [{"model.image.pool": "cls", "model.filip.image_cls": True}],
     }

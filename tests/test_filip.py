@@ -111,6 +111,28 @@ def test_unmasked_padding_ablation_scores_pad_tokens(exp_and_state):
     assert float(metrics["text_tokens"]) == batch["text"].shape[1]
 
 
+def test_image_cls_takes_part_as_token_zero(tmp_path):
+    """image_cls=True: the projected CLS (the pooled embedding) is image token 0 of the float64 loss."""
+    cfg = _cfg("--config.model.image.pool=cls", "--config.model.filip.image_cls=True")
+    exp = loop.Experiment(cfg, tmp_path)
+    state, _ = exp.create_state()
+    batch = _batch(exp)
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        loss, _ = jax.jit(filip.make_loss(exp.model, cfg, None))(state.params, batch, None)
+        v, mv, t, mt, scale = jax.jit(
+            lambda p, b: filip.token_terms(exp.model, p, b["image"], b["text"], False, image_cls=True)
+        )(state.params, batch)
+        out = jax.jit(lambda p, b: exp.model.apply({"params": p}, filip.preprocess_images(b["image"]), b["text"],
+                                                  return_tokens=True))(state.params, batch)
+    assert v.shape[1] == out["img_tokens"].shape[1] + 1
+    np.testing.assert_array_equal(np.asarray(v[:, 0]), np.asarray(out["img"]))
+    np.testing.assert_array_equal(np.asarray(v[:, 1:]), np.asarray(out["img_tokens"]))
+    want = _filip_np(*(np.asarray(x) for x in (v, mv, t, mt)), float(scale))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    with pytest.raises(ValueError, match="pool='cls'"):
+        filip.make_loss(exp.model, _cfg("--config.model.filip.image_cls=True"), None)
+
+
 @pytest.mark.parametrize("keep", [1.0, 0.5])
 def test_sharded_loss_and_grads_equal_local(exp_and_state, keep):
     exp, state = exp_and_state

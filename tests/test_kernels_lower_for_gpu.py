@@ -58,3 +58,15 @@ def test_token_merging_kernel_in_the_vit_lowers_to_triton(gpu_backend):
     text = _cuda_module(model.apply, params, images)
     assert text.count(TRITON) == 4  # two matching kernels (best partner, rank) per block
     assert "mosaic_gpu" not in text
+
+
+def test_pallas_flash_attention_in_the_vit_lowers_to_triton(gpu_backend):
+    # ViT-B/16 shape (197 tokens: padded to 256 with segment ids), forward + backward of one block.
+    model = ViT(width=768, depth=1, num_heads=12, mlp_dim=3072, patch_size=(16, 16), image_size=224, pool="cls",
+                attention_impl="pallas", dtype=jnp.bfloat16)
+    images = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.bfloat16)
+    params = jax.eval_shape(model.init, jax.random.key(0), images)
+    loss = lambda p, x: jnp.sum(model.apply(p, x).astype(jnp.float32))
+    text = _cuda_module(jax.grad(loss), params, images)
+    assert text.count(TRITON) == 3  # mha forward, backward preprocess, backward
+    assert "mosaic_gpu" not in text

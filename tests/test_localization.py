@@ -46,9 +46,10 @@ def test_patch_touch_on_a_hand_made_map():
     assert not loc.patch_touch(m, np.array([False, False]), 4).any()
 
 
-@pytest.mark.parametrize("aim", ["object", "elsewhere"])
+@pytest.mark.parametrize("aim", ["object", "elsewhere", "background", "register"])
 def test_score_words_with_planted_embeddings(aim):
-    """One-hot patch tokens; each word token points at a patch touching its object (acc 1) or at none (acc 0)."""
+    """One-hot patch tokens; each word token points at a patch touching its object (acc 1), one not touching
+    it (acc 0), one touching no object (background 1) or always patch 0 (top_patch_share 1)."""
     _, samples = _samples()
     texts = [str(s["caption"]) for s in samples]
     grid, max_len = 8, 32
@@ -58,13 +59,19 @@ def test_score_words_with_planted_embeddings(aim):
         for token, what, concept in loc.word_targets(texts[b], np.asarray(s["spans/short"]), max_len):
             objects = np.asarray(s["objects/valid"]) & (np.asarray(s[f"objects/{what}"]) == concept)
             touch = loc.patch_touch(np.asarray(s["instance_map"]), objects, grid)
-            pick = np.flatnonzero(touch if aim == "object" else ~touch)
-            words[b, token, pick[len(pick) // 2]] = 1.0
+            empty = ~loc.patch_touch(np.asarray(s["instance_map"]), np.asarray(s["objects/valid"]), grid)
+            pick = np.flatnonzero({"object": touch, "elsewhere": ~touch, "background": empty}.get(aim, touch))
+            words[b, token, 0 if aim == "register" else pick[len(pick) // 2]] = 1.0
     out = loc.score_words(samples, texts, patches, words, "short", max_len)
     assert out["n_words"] >= 2 * len(samples)
+    assert 0.0 < out["chance"] < 0.5 and 0.0 < out["bg_chance"] < 1.0
+    if aim == "register":
+        assert out["top_patch_share"] == 1.0
+        return
     assert out["acc"] == (1.0 if aim == "object" else 0.0)
     assert out["acc_color"] == out["acc_shape"] == out["acc"]
-    assert 0.0 < out["chance"] < 0.5
+    assert out["background"] == {"object": 0.0, "background": 1.0}.get(aim, out["background"])
+    assert out["top_patch_share"] < 0.5
 
 
 def test_evaluate_runs_on_a_fresh_filip_and_rejects_merged_tokens(tmp_path):
@@ -80,7 +87,8 @@ def test_evaluate_runs_on_a_fresh_filip_and_rejects_merged_tokens(tmp_path):
     ecfg = ml_collections.ConfigDict(dict(kind="localization", split="test", n=16))
     with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
         out = loc.evaluate(exp, state.params, ecfg)
-    assert set(out) == {"acc", "acc_color", "acc_shape", "chance", "n_words"}
+    assert set(out) == {"acc", "acc_color", "acc_shape", "chance", "n_words", "background", "bg_chance",
+                        "top_patch_share"}
     assert 0.0 <= out["acc"] <= 1.0 and out["n_words"] > 16
     with pytest.raises(ValueError, match="full patch grid"):
         loc.score_words([], [], np.zeros((1, 10, 4)), np.zeros((1, 4, 4)), "short", 4)

@@ -133,6 +133,28 @@ def test_fused_attention_adaptor_matches_einsum_path(hkv, masked):
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n", [16, 20])
+def test_pallas_flash_attention_matches_einsum_path(n):
+    # jax's Pallas flash-attention kernel in interpret mode; n = 20 pads to 32 with masked segment ids.
+    # f32 tolerance 1e-5 (online softmax vs a materialized one).
+    from vljax.nn.attention import pallas_attention
+
+    kq, kk, kv, kw = jax.random.split(jax.random.key(3), 4)
+    q, k, v = (jax.random.normal(key, (2, n, 2, 16)) for key in (kq, kk, kv))
+    w = jax.random.normal(kw, (2, n, 2, 16))
+    ref_loss = lambda q, k, v: jnp.sum(dot_product_attention(q, k, v, impl="xla") * w)
+    got_loss = lambda q, k, v: jnp.sum(pallas_attention(q, k, v, dtype=jnp.float32, block=16) * w)
+    ref = jax.value_and_grad(ref_loss, argnums=(0, 1, 2))(q, k, v)
+    got = jax.jit(jax.value_and_grad(got_loss, argnums=(0, 1, 2)))(q, k, v)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="self-attention"):
+        pallas_attention(q, k[:, :8], v[:, :8])
+    # Through dot_product_attention, cross-attention under 'pallas' keeps the XLA path.
+    cross = dot_product_attention(q, k[:, :8], v[:, :8], impl="pallas")
+    np.testing.assert_array_equal(np.asarray(cross), np.asarray(dot_product_attention(q, k[:, :8], v[:, :8])))
+
+
 def test_attention_impl_resolution_and_errors():
     kw = dict(dtype=jnp.bfloat16, head_dim=64, masked=False, dropout=False)
     assert resolve_attention_impl("auto", backend="gpu", **kw) == "cudnn"
@@ -146,6 +168,9 @@ def test_attention_impl_resolution_and_errors():
     assert resolve_attention_impl("xla", backend="gpu", **kw) == "xla"
     with pytest.raises(ValueError, match="needs a GPU"):
         resolve_attention_impl("cudnn", backend="cpu", **kw)
+    # 'pallas' takes the unmasked calls only (interpret mode off-GPU), so one setting serves both towers.
+    assert resolve_attention_impl("pallas", backend="cpu", **kw) == "pallas"
+    assert resolve_attention_impl("pallas", backend="gpu", **{**kw, "masked": True}) == "xla"
     with pytest.raises(ValueError, match="not one of"):
         resolve_attention_impl("flash", backend="gpu", **kw)
     # Through the module: an unknown impl fails at trace time, 'auto' on this CPU equals 'xla'.

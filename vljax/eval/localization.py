@@ -8,6 +8,10 @@ Per word, chance is the share of patches touching such an object (a uniformly ra
     acc, acc_color, acc_shape   hit rates over words (and per word type)
     chance                      mean chance over the same words
     n_words                     words scored
+    background                  share of words whose best patch touches no object at all (bg_chance: the
+                                same for a uniformly random patch)
+    top_patch_share             share of words whose best patch is the single most common patch index
+                                (a global "register"-like patch shows up as a share far above 1 / patches)
 
 Needs the word-level world tokenizer (token j + 1 is word j after BOS: spans map to tokens) and patch
 tokens on the full grid (no token merging). Tokens are the model's own (`TwoTower.encode_image/text` with
@@ -77,8 +81,9 @@ def score_words(samples, texts, patches: np.ndarray, words: np.ndarray, kind: st
         raise ValueError(f"localization eval needs the full patch grid; got {patches.shape[1]} tokens "
                          "(token merging on?)")
     hits = {"color": [], "shape": []}
-    chance = []
+    chance, background, bg_chance, best_patches = [], [], [], []
     for b, s in enumerate(samples):
+        any_object = patch_touch(np.asarray(s["instance_map"]), np.asarray(s["objects/valid"]), grid)
         for token, what, concept in word_targets(texts[b], np.asarray(s[f"spans/{kind}"]), max_len):
             objects = np.asarray(s["objects/valid"]) & (np.asarray(s[f"objects/{what}"]) == concept)
             touch = patch_touch(np.asarray(s["instance_map"]), objects, grid)
@@ -87,9 +92,14 @@ def score_words(samples, texts, patches: np.ndarray, words: np.ndarray, kind: st
             best = int(np.argmax(patches[b] @ words[b, token]))
             hits[what].append(bool(touch[best]))
             chance.append(float(touch.mean()))
+            background.append(not any_object[best])
+            bg_chance.append(float(1.0 - any_object.mean()))
+            best_patches.append(best)
     every = hits["color"] + hits["shape"]
     if not every:
         raise ValueError("localization eval: no color or shape word found in the captions")
-    out = {"acc": float(np.mean(every)), "chance": float(np.mean(chance)), "n_words": float(len(every))}
+    out = {"acc": float(np.mean(every)), "chance": float(np.mean(chance)), "n_words": float(len(every)),
+           "background": float(np.mean(background)), "bg_chance": float(np.mean(bg_chance)),
+           "top_patch_share": float(np.bincount(best_patches).max() / len(best_patches))}
     out.update({f"acc_{k}": float(np.mean(v)) for k, v in hits.items() if v})
     return out

@@ -8,7 +8,8 @@
 Config (config.model.filip): drop_special_tokens (BOS/EOS out of the text mask), mask_padding (default
 True; False puts padding tokens into the text mask: the card's ablation), token_keep_ratio (< 1: each
 device keeps, per sample, the tokens with the highest max similarity to its local partners before the
-all-gather, as in the paper), impl (late-interaction kernel path).
+all-gather, as in the paper), image_cls (the ViT's CLS token takes part in the late interaction next to the
+patches, as the card's default; needs model.image.pool='cls'), impl (late-interaction kernel path).
 On a mesh whose batch axes hold > 1 shard the loss is `filip_loss`'s shard_map version.
 """
 
@@ -41,13 +42,18 @@ preprocess_images = clip.preprocess_images
 def _options(config) -> dict:
     """config.model.filip -> validated dict(drop_special_tokens, mask_padding, token_keep_ratio, impl)."""
     f = dict(config.model.get("filip", {}))
-    unknown = sorted(set(f) - {"drop_special_tokens", "mask_padding", "token_keep_ratio", "impl"})
+    unknown = sorted(set(f) - {"drop_special_tokens", "mask_padding", "token_keep_ratio", "image_cls", "impl"})
     if unknown:
         raise ValueError(f"config.model.filip: unknown keys {unknown}")
     ratio = float(f.get("token_keep_ratio", 1.0))
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"config.model.filip.token_keep_ratio must be in (0, 1], got {ratio}")
+    image_cls = bool(f.get("image_cls", False))
+    pool = config.model.image.get("pool", "gap")
+    if image_cls and pool != "cls":
+        raise ValueError(f"config.model.filip.image_cls=True needs config.model.image.pool='cls', got {pool!r}")
     return dict(
+        image_cls=image_cls,
         drop_special_tokens=bool(f.get("drop_special_tokens", False)),
         mask_padding=bool(f.get("mask_padding", True)),
         token_keep_ratio=ratio,
@@ -63,11 +69,19 @@ def text_mask(tokens: jax.Array, drop_special_tokens: bool, mask_padding: bool =
     return mask
 
 
+def with_cls(pooled, patches, image_cls: bool):
+    """[B, d] projected CLS, [B, n, d] projected patches -> [B, n (+1), d] image tokens of the late interaction."""
+    return jnp.concatenate([pooled[:, None, :], patches], axis=1) if image_cls else patches
+
+
 def token_terms(model: TwoTower, params, images, tokens, drop_special_tokens: bool, train: bool = True,
-                mask_padding: bool = True):
-    """-> (img_tok [B, n1, d], img_mask [B, n1], txt_tok [B, n2, d], txt_mask [B, n2], logit_scale)."""
+                mask_padding: bool = True, image_cls: bool = False):
+    """-> (img_tok [B, n1, d], img_mask [B, n1], txt_tok [B, n2, d], txt_mask [B, n2], logit_scale).
+
+    With image_cls the pooled image embedding (the projected CLS token, pool='cls') is image token 0.
+    """
     out = model.apply({"params": params}, preprocess_images(images), tokens, train=train, return_tokens=True)
-    v, t = out["img_tokens"], out["txt_tokens"]
+    v, t = with_cls(out["img"], out["img_tokens"], image_cls), out["txt_tokens"]
     return v, jnp.ones(v.shape[:2], bool), t, text_mask(tokens, drop_special_tokens, mask_padding), out["logit_scale"]
 
 
@@ -116,7 +130,7 @@ def make_loss(model: TwoTower, config, mesh):
     def loss_fn(params, batch, rng):
         del rng
         v, mv, t, mt, scale = token_terms(model, params, batch["image"], batch["text"], opts["drop_special_tokens"],
-                                          mask_padding=opts["mask_padding"])
+                                          mask_padding=opts["mask_padding"], image_cls=opts["image_cls"])
         v, mv, t, mt = prune(v, mv, t, mt)
         loss = filip_loss(v, t, mv, mt, scale, mesh=mesh if sharded else None, axes=BATCH_AXES, impl=opts["impl"])
         return loss, dict(loss=loss, logit_scale=scale, text_tokens=jnp.mean(jnp.sum(mt, axis=1)))
@@ -129,7 +143,9 @@ def score_pairs(model: TwoTower, config, params, images, tokens, direction: str 
     if direction not in ("i2t", "t2i"):
         raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
     opts = _options(config)
-    _, v = model.apply({"params": params}, preprocess_images(images), return_tokens=True, method=TwoTower.encode_image)
+    pooled, v = model.apply({"params": params}, preprocess_images(images), return_tokens=True,
+                            method=TwoTower.encode_image)
+    v = with_cls(pooled, v, opts["image_cls"])
     _, t = model.apply({"params": params}, tokens, return_tokens=True, method=TwoTower.encode_text)
     i2t, t2i = late_interaction(v, t, None, text_mask(tokens, opts["drop_special_tokens"], opts["mask_padding"]),
                                 impl=opts["impl"])

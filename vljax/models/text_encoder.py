@@ -34,7 +34,7 @@ class TextEncoder(nn.Module):
     pad_mask: bool = True
     dropout_rate: float = 0.0
     remat: str = "none"
-    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' (vljax.nn.attention.resolve_attention_impl)
+    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' | 'pallas' (vljax.nn.attention.resolve_attention_impl)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 

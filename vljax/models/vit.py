@@ -136,7 +136,7 @@ class ViT(nn.Module):
     pool_activation: str = "gelu"  # MLP activation of the 'map' pooling head
     dropout_rate: float = 0.0
     remat: str = "none"
-    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' (vljax.nn.attention.resolve_attention_impl)
+    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' | 'pallas' (vljax.nn.attention.resolve_attention_impl)
     token_merging: dict | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32

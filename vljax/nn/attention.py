@@ -18,17 +18,23 @@ Dtype = Any
 MASK_VALUE = float(np.finfo(np.float32).min)
 _FALLBACK_WARNED: set[str] = set()
 # 'xla': the einsum path below (any backend, masks, bias, dropout). 'cudnn': cuDNN's fused flash
-# attention through jax.nn.dot_product_attention (GPU, 16-bit). 'auto': cudnn where it applies, else xla.
-ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+# attention through jax.nn.dot_product_attention (GPU, 16-bit). 'pallas': jax's Pallas (Triton) flash
+# attention kernel for unmasked self-attention, xla for the rest (interpret mode off-GPU). 'auto':
+# cudnn where it applies, else xla ('pallas' is opt-in until measured on a GPU).
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas")
+# NOTE: Pallas flash attention tiles the sequence in blocks of this many tokens (padded, masked by segment ids).
+PALLAS_BLOCK = 64
 
 
 def resolve_attention_impl(impl: str, *, dtype, head_dim: int, masked: bool, dropout: bool, backend: str | None = None):
-    """impl ('auto' | 'xla' | 'cudnn') + call facts -> 'xla' or 'cudnn'.
+    """impl ('auto' | 'xla' | 'cudnn' | 'pallas') + call facts -> the impl to run ('xla', 'cudnn' or 'pallas').
 
     'auto' takes cuDNN only where it is known to apply and to help: a GPU, bf16/f16 compute, no mask
     or logit bias (the ViT's plain self-attention, the bulk of a two-tower step), no dropout, head
     dim a multiple of 8 up to 128. Masked text attention stays on XLA (its [B, L, L] mask would
-    become a materialized cuDNN bias). 'cudnn' asked for explicitly fails loudly off-GPU.
+    become a materialized cuDNN bias). 'cudnn' asked for explicitly fails loudly off-GPU. 'pallas'
+    runs jax's Pallas flash-attention kernel on unmasked, dropout-free calls and XLA on the rest
+    (dot_product_attention also keeps cross-attention and GQA calls on XLA).
     """
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention_impl={impl!r} is not one of {ATTENTION_IMPLS}")
@@ -39,6 +45,10 @@ def resolve_attention_impl(impl: str, *, dtype, head_dim: int, masked: bool, dro
         if dropout:
             raise ValueError("attention_impl='cudnn' does not support attention dropout; use 'xla'")
         return "cudnn"
+    if impl == "pallas":
+        # NOTE: the kernel has no mask, bias or dropout: such calls (a two-tower model's padded text
+        # tower) keep the XLA path, so one model-wide setting serves both towers.
+        return "xla" if masked or dropout else "pallas"
     if impl == "xla":
         return "xla"
     half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
@@ -79,6 +89,37 @@ def make_attention_mask(kv_mask: jax.Array | None, causal: bool, nq: int, nk: in
     return mask
 
 
+def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, interpret: bool | None = None):
+    """[B, N, H, K] x3 (self-attention, H kv heads) -> [B, N, H, K] via jax's Pallas flash-attention kernel.
+
+    N is padded to a multiple of the block; padded keys get segment id 0 and real ones 1, so real queries
+    never attend to padding. Forward and backward are Triton kernels on GPU, the interpreter elsewhere.
+    """
+    from jax.experimental.pallas.ops.gpu import attention as pallas_mha
+
+    b, n, h, kdim = q.shape
+    if k.shape[1] != n or k.shape[2] != h:
+        raise ValueError(
+            f"attention_impl='pallas' needs self-attention with as many kv heads as heads; got q {q.shape}, "
+            f"k {k.shape}"
+        )
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    blk = min(block, max(16, 1 << (n - 1).bit_length()))
+    padded = -(-n // blk) * blk
+    pad = lambda x: jnp.pad(x.astype(dtype), ((0, 0), (0, padded - n), (0, 0), (0, 0)))
+    segments = None
+    if padded != n:
+        segments = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (b, padded))
+    sizes = pallas_mha.BlockSizes(
+        block_q=blk, block_k=blk, block_q_dkv=min(32, blk), block_kv_dkv=min(32, blk), block_q_dq=min(32, blk),
+        block_kv_dq=min(32, blk),
+    )
+    out = pallas_mha.mha(pad(q), pad(k), pad(v), segments, sm_scale=kdim**-0.5, block_sizes=sizes,
+                         interpret=interpret)
+    return out[:, :n]
+
+
 def dot_product_attention(
     q,
     k,
@@ -114,6 +155,9 @@ def dot_product_attention(
                 _FALLBACK_WARNED.add(reason)
                 logging.getLogger(__name__).warning("attention_impl='auto': cuDNN attention unavailable (%s); "
                                                     "using the XLA path", reason)
+    # NOTE: the Pallas kernel is self-attention with equal head counts; cross-attention and GQA use XLA.
+    if resolved == "pallas" and k.shape[1:3] == q.shape[1:3]:
+        return pallas_attention(q, k, v, dtype=dtype)
     b, nq, h, kdim = q.shape
     hkv = k.shape[2]
     if h % hkv:
@@ -158,7 +202,7 @@ class MultiHeadAttention(nn.Module):
     use_bias: bool = True
     out_bias: bool | None = None  # None: same as use_bias (Qwen2 has q/k/v biases but none on the output)
     dropout_rate: float = 0.0
-    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn', see resolve_attention_impl
+    attention_impl: str = "auto"  # 'auto' | 'xla' | 'cudnn' | 'pallas', see resolve_attention_impl
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     kernel_init: Any = None  # None: Xavier-uniform over (in, out) with the 3-D kernel's axes
