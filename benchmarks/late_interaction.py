@@ -1,4 +1,4 @@
-"""Late-interaction paths: fwd+bwd time and compiled temp memory per (B, Nv, Nt, D), ratios to naive.
+"""Late-interaction paths: fwd+bwd time, forward-alone time and compiled temp memory per (B, Nv, Nt, D), ratios to naive.
 
   python benchmarks/late_interaction.py                       # default CPU shapes
   python benchmarks/late_interaction.py --shape 512,196,77,256 --impls chunked,pallas
@@ -36,8 +36,9 @@ def _parse_tiling(text):
     return dict(zip(("chunk_v", "chunk_d", "num_warps"), (int(x) for x in parts)))
 
 
-def _step(impl, tiling=None):
-    """impl (+ Pallas tiling kwargs) -> jitted (v, t, mv, mt) -> (dv, dt) of a weighted sum of both score matrices."""
+def _step(impl, tiling=None, grad=True):
+    """impl (+ Pallas tiling kwargs) -> jitted (v, t, mv, mt) -> (dv, dt) of a weighted sum of both score
+    matrices, or (grad=False) the weighted sum itself (forward only)."""
 
     def loss(v, t, mv, mt):
         if tiling:
@@ -46,25 +47,30 @@ def _step(impl, tiling=None):
             i2t, t2i = li.late_interaction(v, t, mv, mt, impl=impl)
         return jnp.sum(i2t) + 0.5 * jnp.sum(t2i)
 
-    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return jax.jit(jax.grad(loss, argnums=(0, 1)) if grad else loss)
 
 
-def _measure(impl, args, iters, tiling=None):
-    """-> (median seconds per fwd+bwd after one warmup call, compiled temp bytes or None)."""
-    step = _step(impl, tiling)
-    compiled = step.lower(*args).compile()
-    analysis = compiled.memory_analysis()
-    temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
+def _time(compiled, args, iters):
+    """Compiled fn -> median seconds per call after one warmup call."""
     jax.block_until_ready(compiled(*args))
     times = []
     for _ in range(iters):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return statistics.median(times), temp
+    return statistics.median(times)
 
 
-def main():
+def _measure(impl, args, iters, tiling=None):
+    """-> (seconds per fwd+bwd, seconds per forward alone, compiled fwd+bwd temp bytes or None)."""
+    compiled = _step(impl, tiling).lower(*args).compile()
+    analysis = compiled.memory_analysis()
+    temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
+    forward = _step(impl, tiling, grad=False).lower(*args).compile()
+    return _time(compiled, args, iters), _time(forward, args, iters), temp
+
+
+def main(argv=None):
     """Parses flags, runs every (shape, impl) and prints a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", type=_parse_shape, action="append", help="B,Nv,Nt,D (repeatable)")
@@ -74,11 +80,11 @@ def main():
     parser.add_argument("--interpret_max_elements", type=int, default=1 << 22)
     parser.add_argument("--force_pallas", action="store_true")
     parser.add_argument("--tilings", default="", help="extra Pallas rows, comma-separated CVxCDxW")
-    flags = parser.parse_args()
+    flags = parser.parse_args(argv)
     backend = jax.default_backend()
     print(f"backend={backend} devices={jax.devices()[0].device_kind} dtype={flags.dtype} iters={flags.iters}")
-    print("| B, Nv, Nt, D | impl | fwd+bwd ms | x naive | temp MiB | x naive |")
-    print("|---|---|---|---|---|---|")
+    print("| B, Nv, Nt, D | impl | fwd+bwd ms | x naive | fwd ms | temp MiB | x naive |")
+    print("|---|---|---|---|---|---|---|")
     for shape in flags.shape or DEFAULT_SHAPES:
         b, nv, nt, d = shape
         k = jax.random.split(jax.random.key(0), 4)
@@ -97,12 +103,12 @@ def main():
             label = f"| {b}, {nv}, {nt}, {d} | {name} |"
             interpret = impl == "pallas" and backend not in ("gpu", "tpu")
             if interpret and b * b * nv * nt > flags.interpret_max_elements and not flags.force_pallas:
-                print(f"{label} skipped (interpret mode on {backend}; --force_pallas to run) | | | |")
+                print(f"{label} skipped (interpret mode on {backend}; --force_pallas to run) | | | | |")
                 continue
             try:
-                seconds, temp = _measure(impl, args, flags.iters, tiling)
+                seconds, fwd_seconds, temp = _measure(impl, args, flags.iters, tiling)
             except Exception as err:  # noqa: BLE001 - one failing path (e.g. out of memory) must not end the table
-                print(f"{label} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]} | | | |", flush=True)
+                print(f"{label} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]} | | | | |", flush=True)
                 continue
             if impl == "naive":
                 base = (seconds, temp)
@@ -110,7 +116,8 @@ def main():
             ratio_m = f"{temp / base[1]:.3f}" if base and temp is not None and base[1] else "-"
             temp_mib = f"{temp / 2**20:.1f}" if temp is not None else "n/a"
             tag = " (interpret)" if interpret else ""
-            print(f"{label} {seconds * 1e3:.1f}{tag} | {ratio_t} | {temp_mib} | {ratio_m} |", flush=True)
+            print(f"{label} {seconds * 1e3:.1f}{tag} | {ratio_t} | {fwd_seconds * 1e3:.1f} | {temp_mib} | {ratio_m} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

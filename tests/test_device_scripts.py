@@ -85,3 +85,10 @@ def test_trace_summary_scopes_from_hlo_metadata():
         "txt_tower/norm_out (fwd)")
     assert ts.scope_of("jit(step)/jvp(TwoTower)/TwoTower.encode_image/img_tower/block_02.mlp_branch/mlp/wi/dot") == (
         "img_tower/mlp (fwd)")
+
+
+def test_late_interaction_benchmark_prints_fwd_and_fwd_bwd(capsys):
+    _load("late_interaction").main(["--shape", "4,9,5,8", "--iters", "1"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 4, 9, 5, 8 |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["naive", "chunked", "pallas"]
+    assert all(len(r.split("|")) == 9 for r in rows)  # 7 columns: both times, ratio, memory

@@ -40,7 +40,7 @@ preprocess_images = clip.preprocess_images
 
 
 def _options(config) -> dict:
-    """config.model.filip -> validated dict(drop_special_tokens, mask_padding, token_keep_ratio, impl)."""
+    """config.model.filip -> validated dict(image_cls, drop_special_tokens, mask_padding, token_keep_ratio, impl)."""
     f = dict(config.model.get("filip", {}))
     unknown = sorted(set(f) - {"drop_special_tokens", "mask_padding", "token_keep_ratio", "image_cls", "impl"})
     if unknown:
