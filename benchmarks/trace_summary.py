@@ -84,8 +84,9 @@ def load_events(trace_dir: str | Path) -> tuple[list[dict], str]:
     spans = [e for e in events if e.get("ph") == "X" and "dur" in e]
     if device:
         return [e for e in spans if e["pid"] in device], "device"
-    # NOTE: Python frames ('$...'), the jit call and the executor's wrappers enclose the ops: skip them.
-    wrappers = ("$", "PjitFunction", "ThunkExecutor")
+    # NOTE: Python frames ('$...'), the jit call, the executor's wrappers and thread-pool waits enclose
+    # or interleave with the ops: skip them.
+    wrappers = ("$", "PjitFunction", "ThunkExecutor", "SlinkyThreadPool")
     return [e for e in spans if not e["name"].startswith(wrappers)], "host"
 
 

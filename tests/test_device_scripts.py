@@ -40,7 +40,8 @@ def test_trace_summary_reads_a_cpu_trace(tmp_path, capsys):
     summary = trace_summary.summarize(tmp_path, steps=2)
     # No device events on a CPU: the host's XLA ops are summed, without the enclosing wrappers.
     assert summary["kind"] == "host" and summary["total_ms"] > 0
-    assert not any(n.startswith(("$", "PjitFunction", "ThunkExecutor")) for n, _, _ in summary["by_name"])
+    wrappers = ("$", "PjitFunction", "ThunkExecutor", "SlinkyThreadPool")
+    assert not any(n.startswith(wrappers) for n, _, _ in summary["by_name"])
     assert abs(sum(ms for _, ms in summary["by_class"]) - summary["total_ms"]) < 1e-6
     trace_summary.print_summary(summary, top=3)
     assert "| class | ms/step | share |" in capsys.readouterr().out
