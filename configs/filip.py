@@ -15,6 +15,9 @@ PRESETS = presets.SIZES
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c = presets.sibling_config(__file__, "clip.py").get_config(arg)
     c.method = "filip"
+    # NOTE: the card's text tower is causal (CLIP-style). With bidirectional attention every word token sees the
+    # whole caption, and FILIP's word -> patch alignment did not form (docs/METHODS.md, FILIP section).
+    c.model.text.causal = True
     c.model.filip = ml_collections.ConfigDict(
         dict(
             # NOTE: the paper drops padding only; BOS/EOS are a flag (x-clip keeps them).

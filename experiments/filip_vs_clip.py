@@ -45,6 +45,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", default="vs_clip", choices=sorted(ARMS))
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--report_only", action="store_true")
+    ap.add_argument("--bidirectional_text", action="store_true",
+                    help="text tower without the causal mask (FILIP's default before session 5; the 300-step tables "
+                         "in docs/METHODS.md were made so)")
     args = ap.parse_args(argv)
 
     from vljax.experiments.report import paired_seed_diffs, seed_table
@@ -52,7 +55,8 @@ def main(argv=None) -> int:
 
     root = Path(args.root)
     if not args.report_only:
-        run_sweep(args.config, args.sweep, root, parallel=args.parallel, cli_overrides=SETUP)
+        setup = SETUP + (["--config.model.text.causal=False"] if args.bidirectional_text else [])
+        run_sweep(args.config, args.sweep, root, parallel=args.parallel, cli_overrides=setup)
     rows = [r for r in collect(root) if r["status"] == "finished"] if root.exists() else []
     if not rows:
         print(f"no finished runs under {root}", file=sys.stderr)

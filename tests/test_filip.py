@@ -159,8 +159,10 @@ def test_sharded_loss_and_grads_equal_local(exp_and_state, keep):
 
             ll, gl = jax.jit(jax.value_and_grad(ref))(state.params)
     np.testing.assert_allclose(float(ls), float(ll), rtol=1e-5)
+    # NOTE: float32 sums over 8 shards reassociate: an absolute floor of 1e-5 (gradients here are O(1); with the
+    # causal text tower one element of 512 differed by 1.4e-6 at 1e-6) and 1e-4 relative.
     for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gl)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
 def test_keep_top_tokens_selects_best_matched_tokens():
@@ -218,3 +220,10 @@ def test_two_train_steps_and_finegrained_eval(tmp_path):
     assert res["train_steps"] == 2
     assert {"finegrained/pair_acc", "finegrained/r1", "zeroshot/shape_acc", "retrieval/i2t_r1"} <= set(res)
     assert 0.0 <= res["finegrained/pair_acc"] <= 1.0 and res["finegrained/n_images"] >= 16
+
+
+def test_config_uses_the_cards_causal_text_tower():
+    # The card's text encoder is causal; with bidirectional text the word -> patch alignment did not form
+    # (docs/METHODS.md). CLIP keeps the preset's bidirectional default.
+    assert _cfg().model.text.causal is True
+    assert load_config("configs/clip.py:tiny", []).model.text.causal is False

@@ -208,3 +208,12 @@ def test_vit_stem_errors_name_the_field():
         ViT(**dict(TINY_VIT, patch_size=(6, 6), image_size=36), stem="conv").init(jax.random.key(0), _images(size=36))
     with pytest.raises(ValueError, match="stem_channels"):
         ViT(**TINY_VIT, stem="conv", stem_channels=(8, 16)).init(jax.random.key(0), images)
+
+
+def test_two_tower_presets_expose_text_causal():
+    from vljax.config import load_config
+    from vljax.methods import clip
+
+    assert load_config("configs/clip.py:tiny", []).model.text.causal is False
+    model = clip.build(load_config("configs/clip.py:tiny", ["--config.model.text.causal=True"]), vocab_size=50)
+    assert model.text["causal"] is True

@@ -74,6 +74,8 @@ def two_tower_model(size: str) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown size {size!r}; valid: {', '.join(TWO_TOWER)}")
     m = ml_collections.ConfigDict(TWO_TOWER[size])
     m.text.pool = "last"
+    # NOTE: False = bidirectional text attention; True = a causal text transformer as in OpenAI CLIP and FILIP's card.
+    m.text.causal = False
     m.dtype = "float32"
     m.remat = "none"
     # 'auto' = cuDNN flash attention for unmasked 16-bit attention on GPU, XLA otherwise (vljax/nn/attention.py)
