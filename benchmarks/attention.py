@@ -6,8 +6,8 @@
 For each impl of vljax.nn.attention.dot_product_attention ('xla', 'cudnn', 'pallas') prints forward+backward
 time, temp memory and the error against the float32 XLA path. 'einsum5d' is a baseline kept only
 here: the XLA path's earlier formulation (5-D GQA einsums that transpose implicitly). Each impl runs plain and under the
-trainer's mesh (jax.set_mesh), because an impl that fails only under a mesh falls back silently
-in 'auto' mode: the table names the exception instead. On a CPU the cudnn rows say why they are
+trainer's mesh (jax.set_mesh), because an impl may fail only under a mesh; 'auto' then falls back to
+XLA with a one-line log, and the table names the whole exception. On a CPU the cudnn rows say why they are
 unavailable.
 """
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vljax.kernels import tiling as tiles
 from vljax.nn.embeddings import apply_rope
 from vljax.nn.rope_scaling import rope_inv_freq
 
@@ -105,8 +106,9 @@ def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, 
         )
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
-    blk = min(block, max(16, 1 << (n - 1).bit_length()))
-    padded = -(-n // blk) * blk
+    # NOTE: Triton blocks are powers of two >= 16 (the shared tile arithmetic of vljax's own kernels).
+    blk = min(block, tiles.padded_length(n, "gpu"))
+    padded = tiles.round_up(n, blk)
     pad = lambda x: jnp.pad(x.astype(dtype), ((0, 0), (0, padded - n), (0, 0), (0, 0)))
     segments = None
     if padded != n:
