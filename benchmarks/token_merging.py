@@ -1,13 +1,23 @@
-"""ToMe in the ViT: forward throughput at several r, and world zero-shot accuracy of a tiny CLIP trained with each r.
+"""ToMe in the ViT: forward throughput at several r, and world zero-shot accuracy with merging.
 
   python benchmarks/token_merging.py                          # throughput + accuracy (a few minutes on CPU)
   python benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 --heads 6
-Prints one table: r, tokens left, images/s, x (r=0), zero-shot mean accuracy, delta vs r=0.
+  python benchmarks/token_merging.py --from_workdir runs/demo [--config configs/clip.py:tiny] [--config.k=v ...]
+
+Default: a throughput table (r, tokens left, images/s, x r=0), then a tiny CLIP trained for --steps with each r
+in --acc_rs (zero-shot mean accuracy, delta vs r=0).
+
+--from_workdir: ToMe's off-the-shelf setting. The newest checkpoint of an already trained two-tower run (trained
+without merging; --config and --config.* overrides as it was trained) is evaluated with merging switched on at
+each r in --acc_rs, no retraining, and the forward throughput of an image tower with the same dims (the
+checkpoint's ViT dims and resolution replace --width/--depth/--heads/--patch/--res) is timed at the same r, so
+speed and accuracy in one row belong to one model.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 
@@ -28,7 +38,7 @@ def throughput(args, r: int) -> tuple[float, int]:
         width=args.width,
         depth=args.depth,
         num_heads=args.heads,
-        mlp_dim=4 * args.width,
+        mlp_dim=args.mlp_dim or 4 * args.width,
         patch_size=(args.patch, args.patch),
         image_size=args.res,
         pool=args.pool,
@@ -75,13 +85,52 @@ def zeroshot_accuracy(args, r: int) -> float:
     return res["zeroshot/mean_acc"]
 
 
+def off_the_shelf(args, overrides: list[str]) -> None:
+    """--from_workdir: one trained checkpoint evaluated with ToMe at each r -> a table of speed and accuracy."""
+    cfg = load_config(args.config, overrides)
+    img = cfg.model.image
+    dims = ViT(**{k: img.get(k) for k in ("variant", "width", "depth", "num_heads", "mlp_dim", "patch_size")}).dims()
+    args.width, args.depth, args.heads, args.mlp_dim = dims["width"], dims["depth"], dims["num_heads"], dims["mlp_dim"]
+    args.patch, args.res, args.pool = dims["patch_size"][0], int(cfg.data.world.resolution), img.get("pool", "gap")
+    n = (args.res // args.patch) ** 2
+    print(
+        f"# {args.config} checkpoint in {args.from_workdir}: ViT width={args.width} depth={args.depth} "
+        f"heads={args.heads} mlp={args.mlp_dim} {args.res}px/{args.patch} ({n} tokens) pool={args.pool}; "
+        f"ToMe switched on at evaluation only (no retraining), schedule={args.schedule}; "
+        f"fwd images/s at batch {args.batch}, {args.dtype}, backend={jax.default_backend()}"
+    )
+    tasks = tuple(cfg.evals.zeroshot.tasks) if "zeroshot" in cfg.evals else ()
+    head = "| r | tokens left | fwd images/s | x r=0 | " + " | ".join(f"zero-shot {t}" for t in tasks)
+    head += " | zero-shot mean | delta (points) | R@1 i->t / t->i |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    base = acc0 = None
+    for r in (int(x) for x in args.acc_rs.split(",")):
+        cfg.model.image.token_merging = ml_collections.ConfigDict(dict(r=r, schedule=args.schedule)) if r else None
+        res = loop.evaluate_latest(cfg, args.from_workdir, write_results=False)
+        ips, left = throughput(args, r)
+        base = base or ips
+        acc = res.get("zeroshot/mean_acc", float("nan"))
+        acc0 = acc if acc0 is None else acc0
+        per_task = " | ".join(f"{res.get(f'zeroshot/{t}_acc', float('nan')):.3f}" for t in tasks)
+        r1 = f"{res.get('retrieval/i2t_r1', float('nan')):.3f} / {res.get('retrieval/t2i_r1', float('nan')):.3f}"
+        print(
+            f"| {r} | {left} | {ips:.1f} | {ips / base:.2f} | {per_task} | {acc:.3f} | {100 * (acc - acc0):+.1f} "
+            f"| {r1} |",
+            flush=True,
+        )
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = sys.argv[1:]
+    overrides = [a for a in argv if a.startswith("--config.")]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--patch", type=int, default=8)
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--depth", type=int, default=12)
     p.add_argument("--heads", type=int, default=3)
+    p.add_argument("--mlp_dim", type=int, default=0, help="0 = 4 x width")
     p.add_argument("--pool", default="gap")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=5)
@@ -97,7 +146,14 @@ def main():
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--train_batch", type=int, default=64)
     p.add_argument("--skip_accuracy", action="store_true")
-    args = p.parse_args()
+    p.add_argument("--from_workdir", default="", help="evaluate this trained run with ToMe at each --acc_rs")
+    p.add_argument("--config", default="configs/clip.py:tiny", help="the config --from_workdir was trained with")
+    args = p.parse_args([a for a in argv if not a.startswith("--config.")])
+    if overrides and not args.from_workdir:
+        p.error("--config.* overrides only apply with --from_workdir")
+    if args.from_workdir:
+        off_the_shelf(args, overrides)
+        return
 
     print(
         f"# ViT width={args.width} depth={args.depth} heads={args.heads} {args.res}px/{args.patch} "

@@ -93,3 +93,35 @@ def test_late_interaction_benchmark_prints_fwd_and_fwd_bwd(capsys):
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 4, 9, 5, 8 |")]
     assert [r.split("|")[2].strip() for r in rows] == ["naive", "chunked", "pallas"]
     assert all(len(r.split("|")) == 9 for r in rows)  # 7 columns: both times, ratio, memory
+
+
+def test_token_merging_off_the_shelf_evaluates_one_checkpoint_at_each_r(tmp_path, capsys, monkeypatch):
+    """--from_workdir: the r=0 row reproduces the run's own evaluation; results.json is left as trained."""
+    import json
+    import sys
+
+    from vljax.config import load_config
+    from vljax.train import loop
+
+    small = ["--config.data.world.resolution=32", "--config.data.max_len=16", "--config.train.batch_size=16",
+             "--config.model.image.width=32", "--config.model.image.depth=2", "--config.model.image.num_heads=2",
+             "--config.model.image.mlp_dim=64", "--config.model.image.patch_size=(4, 4)",
+             "--config.model.text.width=32", "--config.model.text.depth=1", "--config.model.text.num_heads=2",
+             "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16", "--config.evals.zeroshot.n=32",
+             "--config.evals.retrieval.n=32", "--config.eval_batch_size=32", "--config.checkpoint.every=1000",
+             "--config.data.num_threads=1"]
+    trained = loop.train_and_evaluate(load_config("configs/clip.py:tiny", small + ["--config.train.steps=3"]), tmp_path)
+    before = (tmp_path / "results.json").read_text()
+    capsys.readouterr()
+    argv = ["token_merging.py", "--from_workdir", str(tmp_path), "--acc_rs", "0,8", "--batch", "4", "--iters", "1",
+            *small]
+    monkeypatch.setattr(sys, "argv", argv)
+    _load("token_merging").main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert (tmp_path / "results.json").read_text() == before and json.loads(before) == trained
+    assert [row.split(" | ")[:2] for row in rows] == [["| 0", "64"], ["| 8", "48"]]  # 64 tokens, 2 blocks x 8
+    cells = rows[0].strip("| ").split(" | ")
+    # r=0: the columns after the timing are the trained run's own zero-shot and retrieval numbers.
+    assert cells[4:7] == [f"{trained[k]:.3f}" for k in ("zeroshot/shape_acc", "zeroshot/color_acc",
+                                                       "zeroshot/mean_acc")]
+    assert cells[8] == f"{trained['retrieval/i2t_r1']:.3f} / {trained['retrieval/t2i_r1']:.3f}"

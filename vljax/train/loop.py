@@ -280,8 +280,12 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     return results
 
 
-def evaluate_latest(config, workdir: str | Path) -> dict[str, float]:
-    """Restores the newest checkpoint in workdir, runs the evals, writes results.json."""
+def evaluate_latest(config, workdir: str | Path, *, write_results: bool = True) -> dict[str, float]:
+    """Restores the newest checkpoint in workdir, runs the evals, writes results.json (unless write_results=False).
+
+    The config may differ from the training one in anything that leaves the parameter tree unchanged, e.g.
+    `model.image.token_merging` to evaluate a trained model with ToMe switched on (benchmarks/token_merging.py).
+    """
     workdir = Path(workdir)
     exp = Experiment(config, workdir)
     state, shardings = exp.create_state()
@@ -292,7 +296,7 @@ def evaluate_latest(config, workdir: str | Path) -> dict[str, float]:
     ckpt.close()
     results = exp.evaluate(state.params, step)
     results["train_steps"] = float(step)
-    if jax.process_index() == 0:
+    if write_results and jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
         report.print_summary(results)
     return results
