@@ -14,14 +14,14 @@ SMALL = ["--config.data.world.resolution=32", "--config.model.image.width=32", "
 
 
 VARIANTS = ("text", "frozen_text", "class_codes", "supervised", "text_shape_negatives", "pretrained_text",
-            "pretrained_frozen_text")
+            "pretrained_frozen_text", "supervised_cnn")
 
 
 def test_all_variants_run_and_report(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "clip_shape_diagnosis.py"), "--steps", "4", "--eval_every", "2",
          "--n_train", "64", "--n_probe", "48", "--n_test", "32", "--pretrain_text_steps", "2",
-         "--variants", ",".join(VARIANTS)] + SMALL,
+         "--variants", ",".join(VARIANTS), "--config.optim.warmup_steps=1"] + SMALL,
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "step" not in line]
@@ -38,6 +38,8 @@ def test_all_variants_run_and_report(tmp_path):
     assert by[("pretrained_text", 2)][5:7] != by[("text", 2)][5:7]
     assert by[("pretrained_frozen_text", 2)][5:7] == by[("pretrained_frozen_text", 4)][5:7]
     assert out.stdout.count("pretrained text: text tower trained 2 steps") == 2
+    # The reference CNN is a different tower from the same labels: its loss differs from the ViT head's.
+    assert by[("supervised_cnn", 4)][2] != by[("supervised", 4)][2] and by[("supervised_cnn", 4)][5].strip() == "-"
 
 
 def test_unknown_variant_is_an_error():
