@@ -121,7 +121,8 @@ class TwoTowerFlops:
         return TRAIN_FACTOR * self.forward
 
 
-def _vit_dims(image: Mapping[str, Any]) -> dict:
+def vit_dims(image: Mapping[str, Any]) -> dict:
+    """config.model.image mapping -> dict(width, depth, num_heads, mlp_dim, patch_size) with the variant resolved."""
     from vljax.models.vit import vit_config
 
     dims = vit_config(image["variant"]) if image.get("variant") else {}
@@ -142,7 +143,7 @@ def two_tower_flops(config, *, batch_size: int = 0) -> TwoTowerFlops:
     """
     m = config.model
     image = dict(m.image)
-    dims = _vit_dims(image)
+    dims = vit_dims(image)
     res = int(image.get("image_size") or config.data.world.resolution)
     patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
     img = vit_flops(res, patch, int(dims["width"]), int(dims["depth"]), int(dims["num_heads"]), int(dims["mlp_dim"]),

@@ -34,8 +34,6 @@ build = clip.build
 init_params = clip.init_params
 data_spec = clip.data_spec
 encoders = clip.encoders
-# NOTE: MFU counts the towers only; the token-wise similarity is extra work it leaves out.
-train_flops_per_example = clip.train_flops_per_example
 preprocess_images = clip.preprocess_images
 
 
@@ -59,6 +57,34 @@ def _options(config) -> dict:
         token_keep_ratio=ratio,
         impl=str(f.get("impl", "auto")),
     )
+
+
+def forward_flops_per_example(config) -> float:
+    """Analytic forward FLOPs per example: the towers and pooled projections (CLIP's count, without its [B, B]
+    logits) plus what FILIP adds: projecting every token (Nv image, L text) and the token-wise similarity of
+    each example against the global batch, 2 B Nv' Nt' E (Nv', Nt' = tokens kept by token_keep_ratio; the max
+    and mean reductions are not counted, nor is the local scoring that picks the kept tokens)."""
+    from vljax.experiments import flops
+
+    opts = _options(config)
+    parts = flops.two_tower_flops(config)
+    m = config.model
+    dims = flops.vit_dims(dict(m.image))
+    ph, pw = (dims["patch_size"],) * 2 if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
+    res = int(m.image.get("image_size") or config.data.world.resolution)
+    n_patches, length, embed = (res // ph) * (res // pw), int(config.data.max_len), int(m.embed_dim)
+    token_proj = 2.0 * embed * (int(dims["width"]) * n_patches + int(m.text.width) * length)
+    n_img = n_patches + int(opts["image_cls"])
+    keep = lambda n: max(1, math.ceil(opts["token_keep_ratio"] * n)) if opts["token_keep_ratio"] < 1.0 else n
+    similarity = 2.0 * int(config.train.batch_size) * keep(n_img) * keep(length) * embed
+    return parts.image + parts.text + parts.projections + token_proj + similarity
+
+
+def train_flops_per_example(config) -> float:
+    """Training FLOPs per example for MFU: forward_flops_per_example x TRAIN_FACTOR (forward + backward)."""
+    from vljax.experiments import flops
+
+    return flops.TRAIN_FACTOR * forward_flops_per_example(config)
 
 
 def text_mask(tokens: jax.Array, drop_special_tokens: bool, mask_padding: bool = True) -> jax.Array:

@@ -47,8 +47,8 @@ def compiled_flops(compiled) -> float | None:
 def analytic_step_flops(cfg, method=None, n_devices: int = 1) -> float | None:
     """Per-device training FLOPs of one step from the method's analytic count; None if it has none.
 
-    A method opts in with `train_flops_per_example(config) -> float` (CLIP/SigLIP/FILIP: the two-tower
-    count of vljax.experiments.flops, without method extras such as FILIP's token-wise similarity).
+    A method opts in with `train_flops_per_example(config) -> float` (CLIP/SigLIP: the two-tower count of
+    vljax.experiments.flops; FILIP adds its token projections and token-wise similarity).
     """
     count = getattr(method, "train_flops_per_example", None)
     if count is None:
