@@ -16,6 +16,8 @@ pulled towards (the default --variants are the first four; the last three are op
                the same head on a small plain CNN instead of the ViT (3x3 convs, three of stride 2, GELU,
                global average pool; channels width/3, 2 width/3, width, width): how fast shape is learnable
                on these scenes by an architecture with a convolutional prior (the probe reads its pooled features).
+  text_cnn     `text` (CLIP against the learning text tower) with that CNN as the image tower (plus a linear
+               projection to the embedding): does a tower that picks up shape fast escape the suppression?
   text_shape_negatives
                `text` plus one hard-negative caption per image: its own caption with the shape word
                swapped for another shape (NegCLIP-style; the image->text softmax sees 2B captions).
@@ -45,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from linear_probe import ridge_probe  # noqa: E402
 
 VARIANTS = ("text", "frozen_text", "class_codes", "supervised", "text_shape_negatives", "pretrained_text",
-            "pretrained_frozen_text", "supervised_cnn")
+            "pretrained_frozen_text", "supervised_cnn", "text_cnn")
 
 
 def shape_swapped(captions, shapes_idx, shape_names, rng) -> list[str]:
@@ -140,7 +142,7 @@ def main(argv=None):
     def pooled(params, images):  # uint8 [B, H, W, 3] -> [B, D] pooled ViT (or reference CNN) features
         x = method.preprocess_images(images)
         if "cnn" in params:
-            return SmallCNN(params["head"]["w"].shape[0]).apply({"params": params["cnn"]}, x)
+            return SmallCNN(params["cnn"]["Conv_3"]["kernel"].shape[-1]).apply({"params": params["cnn"]}, x)
         return model.apply({"params": params["model"]}, x, method=lambda m, x: m.img_tower(x))
 
     def text_cos(params):  # -> (same color / other shape, same shape / other color) mean cosines
@@ -157,7 +159,11 @@ def main(argv=None):
             f = pooled(params, images)
             logits = f @ params["head"]["w"] + params["head"]["b"]
             return optax.softmax_cross_entropy_with_integer_labels(logits, shape).mean()
-        if variant == "class_codes":
+        if variant == "text_cnn":
+            img = l2_normalize(pooled(params, images) @ params["cnn_proj"])
+            txt = model.apply({"params": params["model"]}, tokens, method=TwoTower.encode_text)
+            scale = jnp.exp(params["model"]["logit_scale"])
+        elif variant == "class_codes":
             img = model.apply({"params": params["model"]}, method.preprocess_images(images),
                               method=TwoTower.encode_image)
             txt = l2_normalize(params["codes"][shape] + params["codes"][n_shape + color])
@@ -207,9 +213,13 @@ def main(argv=None):
         width = int(params["model"]["img_proj"]["kernel"].shape[0])
         if variant in ("supervised", "supervised_cnn"):
             params["head"] = {"w": jnp.zeros((width, n_shape)), "b": jnp.zeros((n_shape,))}
-        if variant == "supervised_cnn":
+        if variant in ("supervised_cnn", "text_cnn"):
             params["cnn"] = SmallCNN(width).init(rng, method.preprocess_images(x_tr[:1]))["params"]
+        if variant == "supervised_cnn":
             del params["model"]  # NOTE: the ViT is not used; keeping it would only add optimizer state.
+        if variant == "text_cnn":
+            params["cnn_proj"] = jax.random.normal(jax.random.fold_in(rng, 2), (width, embed_dim)) * width**-0.5
+            del params["model"]["img_tower"], params["model"]["img_proj"]
         if variant == "class_codes":
             params["codes"] = jax.random.normal(jax.random.fold_in(rng, 1), (n_shape + n_color, embed_dim))
         if variant.startswith("pretrained"):

@@ -14,7 +14,7 @@ SMALL = ["--config.data.world.resolution=32", "--config.model.image.width=32", "
 
 
 VARIANTS = ("text", "frozen_text", "class_codes", "supervised", "text_shape_negatives", "pretrained_text",
-            "pretrained_frozen_text", "supervised_cnn")
+            "pretrained_frozen_text", "supervised_cnn", "text_cnn")
 
 
 def test_all_variants_run_and_report(tmp_path):
@@ -40,6 +40,8 @@ def test_all_variants_run_and_report(tmp_path):
     assert out.stdout.count("pretrained text: text tower trained 2 steps") == 2
     # The reference CNN is a different tower from the same labels: its loss differs from the ViT head's.
     assert by[("supervised_cnn", 4)][2] != by[("supervised", 4)][2] and by[("supervised_cnn", 4)][5].strip() == "-"
+    # CLIP with the CNN as image tower: same text tower init as `text`, different image side, so a different loss.
+    assert by[("text_cnn", 2)][2] != by[("text", 2)][2] and by[("text_cnn", 2)][5].strip() != "-"
 
 
 def test_unknown_variant_is_an_error():
