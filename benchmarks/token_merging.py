@@ -10,7 +10,7 @@ in --acc_rs (zero-shot mean accuracy, delta vs r=0).
 --from_workdir: ToMe's off-the-shelf setting. The newest checkpoint of an already trained two-tower run (trained
 without merging; --config and --config.* overrides as it was trained) is evaluated with merging switched on at
 each r in --acc_rs, no retraining, and the forward throughput of an image tower with the same dims (the
-checkpoint's ViT dims and resolution replace --width/--depth/--heads/--patch/--res) is timed at the same r, so
+checkpoint's ViT dims, stem and resolution replace --width/--depth/--heads/--patch/--res) is timed at the same r, so
 speed and accuracy in one row belong to one model.
 """
 
@@ -42,6 +42,8 @@ def throughput(args, r: int) -> tuple[float, int]:
         patch_size=(args.patch, args.patch),
         image_size=args.res,
         pool=args.pool,
+        stem=getattr(args, "stem", "patch"),
+        stem_channels=getattr(args, "stem_channels", ()),
         attention_impl=args.attention_impl,
     )
     kw["dtype"] = jnp.dtype(args.dtype)
@@ -92,6 +94,7 @@ def off_the_shelf(args, overrides: list[str]) -> None:
     dims = ViT(**{k: img.get(k) for k in ("variant", "width", "depth", "num_heads", "mlp_dim", "patch_size")}).dims()
     args.width, args.depth, args.heads, args.mlp_dim = dims["width"], dims["depth"], dims["num_heads"], dims["mlp_dim"]
     args.patch, args.res, args.pool = dims["patch_size"][0], int(cfg.data.world.resolution), img.get("pool", "gap")
+    args.stem, args.stem_channels = img.get("stem", "patch"), tuple(img.get("stem_channels", ()) or ())
     n = (args.res // args.patch) ** 2
     print(
         f"# {args.config} checkpoint in {args.from_workdir}: ViT width={args.width} depth={args.depth} "

@@ -5,7 +5,7 @@
 
 Every variant trains the preset's image tower on the same fixed set of single-object train scenes (drawn
 with replacement, batch and optimizer from the config) and differs only in what the image embedding is
-pulled towards (the default --variants are the first four; the last three are opt-in):
+pulled towards (the default --variants are the first four; the others are opt-in):
 
   text         CLIP as `vljax train` runs it: softmax InfoNCE against the text tower on the scene captions.
   frozen_text  the same, with the text tower and its projection frozen at their random init.

@@ -257,3 +257,10 @@ def test_flops_count_matches_compiled_forward(tmp_path, keep):
     # 0.2 MFLOP per example at these tiny widths, 10% of the keep=1 forward and 14% of the keep=0.5 one.
     assert 0.85 * (per_example - selection) <= count <= per_example - selection, (count, per_example)
     assert filip.train_flops_per_example(cfg) == pytest.approx(3 * count)
+
+
+def test_flops_similarity_term_uses_the_micro_batch():
+    whole = filip.forward_flops_per_example(_cfg())
+    accum = filip.forward_flops_per_example(_cfg("--config.train.grad_accum_steps=2"))
+    # B 16 -> micro-batches of 8: the similarity term (2 B Nv Nt E = 2 x 16 x 16 x 16 x 16) halves.
+    assert whole - accum == pytest.approx(2.0 * 8 * 16 * 16 * 16)

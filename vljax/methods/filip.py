@@ -62,8 +62,9 @@ def _options(config) -> dict:
 def forward_flops_per_example(config) -> float:
     """Analytic forward FLOPs per example: the towers and pooled projections (CLIP's count, without its [B, B]
     logits) plus what FILIP adds: projecting every token (Nv image, L text) and the token-wise similarity of
-    each example against the global batch, 2 B Nv' Nt' E (Nv', Nt' = tokens kept by token_keep_ratio; the max
-    and mean reductions are not counted, nor is the local scoring that picks the kept tokens)."""
+    each example against the global (micro-)batch, 2 B Nv' Nt' E (Nv', Nt' = tokens kept by
+    token_keep_ratio; the max and mean reductions are not counted, nor is the local scoring that picks the
+    kept tokens)."""
     from vljax.experiments import flops
 
     opts = _options(config)
@@ -76,7 +77,9 @@ def forward_flops_per_example(config) -> float:
     token_proj = 2.0 * embed * (int(dims["width"]) * n_patches + int(m.text.width) * length)
     n_img = n_patches + int(opts["image_cls"])
     keep = lambda n: max(1, math.ceil(opts["token_keep_ratio"] * n)) if opts["token_keep_ratio"] < 1.0 else n
-    similarity = 2.0 * int(config.train.batch_size) * keep(n_img) * keep(length) * embed
+    # NOTE: with gradient accumulation each micro-batch is its own contrastive batch.
+    batch = int(config.train.batch_size) // max(1, int(config.train.get("grad_accum_steps", 1)))
+    similarity = 2.0 * batch * keep(n_img) * keep(length) * embed
     return parts.image + parts.text + parts.projections + token_proj + similarity
 
 
