@@ -131,6 +131,14 @@ def test_bad_dims_raise_naming_the_field(bad):
         F.vit_flops(**kwargs)
 
 
+def test_depth_zero_is_stem_and_pool_only():
+    kwargs = dict(image_size=32, patch_size=8, width=16, num_heads=2, mlp_dim=32, stem="conv", stem_channels=(4, 8, 16))
+    one, zero = F.vit_flops(depth=1, **kwargs), F.vit_flops(depth=0, **kwargs)
+    assert one - zero == pytest.approx(F.block_flops(16, 16, 2, 32))
+    stem = F.conv_stem_flops((32, 32), (8, 8), 16, (4, 8, 16), 3)
+    assert zero == pytest.approx(stem + F.pool_flops("gap", 16, 16, 2, 32))
+
+
 def test_train_mfu_uses_the_method_analytic_count_else_xla():
     from vljax.methods import get_method
     from vljax.train import flops as train_flops

@@ -76,8 +76,11 @@ def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, in
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     for name, v in (("image height", h), ("image width", w), ("patch height", ph), ("patch width", pw),
-                    ("width", width), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+                    ("width", width), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
         _pos_int(name, v)
+    # NOTE: depth 0 is a valid tower: the stem (conv or patch) and the pooling, no transformer blocks.
+    if isinstance(depth, bool) or int(depth) != depth or int(depth) < 0:
+        raise ValueError(f"depth must be a non-negative int, got {depth!r}")
     if h % ph or w % pw:
         raise ValueError(f"image_size {(h, w)} is not divisible by patch_size {(ph, pw)}")
     patches = (h // ph) * (w // pw)
