@@ -11,6 +11,25 @@ def test_presets_load():
     assert load_config("configs/siglip.py:tiny").method == "siglip"
 
 
+def test_tiny_conv_preset_is_a_conv_tower_that_runs():
+    import jax
+    import numpy as np
+
+    from vljax.methods import get_method
+
+    c = load_config("configs/clip.py:tiny_conv")
+    assert (c.model.image.stem, c.model.image.depth, c.train.steps, c.optim.total_steps) == ("conv", 0, 1200, 1200)
+    tiny = load_config("configs/clip.py:tiny")
+    assert (tiny.model.image.stem, tiny.model.image.depth, tiny.train.steps) == ("patch", 3, 600)
+    method = get_method("clip")
+    model = method.build(c, vocab_size=64)
+    params = method.init_params(model, c, jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    out = model.apply({"params": params}, method.preprocess_images(images), np.ones((2, 32), np.int32))
+    assert out["img"].shape == (2, c.model.embed_dim)
+    assert "block_00" not in params["img_tower"] and "embedding" in params["img_tower"]
+
+
 def test_override_types_and_references():
     c = load_config("configs/clip.py:tiny", ["--config.train.steps=7", "--config.optim.lr=1",
                                             "--config.model.dtype=bfloat16",
