@@ -41,8 +41,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         c.model.image.stem_channels = ()
         if conv:
             # NOTE: the ViT's conv stem with no transformer blocks (three 3x3 stride-2 convs, a 1x1 projection,
-            # mean pooling): about twice the steps/s of the ViT on 2 CPU cores, so 1200 steps fit the demo's
-            # time, and it tolerates lr 5e-3 where the ViT does not (README, "What the demo reaches").
+            # mean pooling): about twice the steps/s of the ViT on 2 CPU cores, so 1200 steps take about the
+            # demo's time, and it tolerates lr 5e-3 where the conv-stem ViT does not (README, "What the demo
+            # reaches").
             c.model.image.stem = "conv"
             c.model.image.stem_channels = (24, 48, 96)
             c.model.image.depth = 0
