@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from vljax.config import load_config
+from vljax.experiments.flops import vit_dims
 from vljax.models.tomeformer import merge_schedule, parse_token_merging
 from vljax.models.vit import ViT
 from vljax.train import loop
@@ -91,9 +92,11 @@ def off_the_shelf(args, overrides: list[str]) -> None:
     """--from_workdir: one trained checkpoint evaluated with ToMe at each r -> a table of speed and accuracy."""
     cfg = load_config(args.config, overrides)
     img = cfg.model.image
-    dims = ViT(**{k: img.get(k) for k in ("variant", "width", "depth", "num_heads", "mlp_dim", "patch_size")}).dims()
+    dims = vit_dims(dict(img))
     args.width, args.depth, args.heads, args.mlp_dim = dims["width"], dims["depth"], dims["num_heads"], dims["mlp_dim"]
-    args.patch, args.res, args.pool = dims["patch_size"][0], int(cfg.data.world.resolution), img.get("pool", "gap")
+    patch = dims["patch_size"]
+    args.patch = patch if isinstance(patch, int) else int(patch[0])
+    args.res, args.pool = int(cfg.data.world.resolution), img.get("pool", "gap")
     args.stem, args.stem_channels = img.get("stem", "patch"), tuple(img.get("stem_channels", ()) or ())
     n = (args.res // args.patch) ** 2
     print(
