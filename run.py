@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Self-contained entry point for a fresh machine with only python3.
 
-  python3 run.py demo   # creates .venv, installs pinned deps, trains + evaluates CLIP-tiny on the world
+  python3 run.py demo   # creates .venv, installs pinned deps, trains + evaluates CLIP (tiny ResNet) on the world
   python3 run.py test   # same set-up, then the default test suite (not the `slow` tests)
 
 Anything after the command is passed on (to `vljax train` for demo, to pytest for test).
@@ -49,7 +49,7 @@ def main() -> int:
     if cmd == "setup":
         return 0
     if cmd == "demo":
-        args = [str(PY), "-m", "vljax.main", "train", "--config", "configs/clip.py:tiny",
+        args = [str(PY), "-m", "vljax.main", "train", "--config", "configs/clip.py:tiny_resnet",
                 "--workdir", "runs/demo"] + rest
     else:
         args = [str(PY), "-m", "pytest", "-q", "-n", os.environ.get("VLJAX_TEST_WORKERS", "2")] + rest

@@ -8,7 +8,8 @@
 Times the jitted, donated train step on synthetic uint8 images / random tokens of the
 config's shapes (input pipeline excluded, so this measures the model + optimizer). With
 --torch it builds the same two-tower in PyTorch (open_clip when importable, else a plain
-torch.nn two-tower of identical dims) and prints the ratio. --sweep KEY=V1,V2 times one row per
+torch.nn two-tower of identical dims, with the ViT or CLIP's ResNet as image tower, GroupNorm as
+in vljax) and prints the ratio. --sweep KEY=V1,V2 times one row per
 value in the same process (side by side); --profile DIR traces a few steps of the first row with
 jax.profiler and prints where the step's time goes (benchmarks/trace_summary.py).
 """
@@ -78,18 +79,33 @@ def torch_two_tower(cfg, vocab: int):
     m = cfg.model
     res, L = int(cfg.data.world.resolution), int(cfg.data.max_len)
     img, txt = dict(m.image), dict(m.text)
-    if img.get("variant"):
+    resnet = img.get("arch", "vit") == "resnet"
+    if resnet:
+        from vljax.models.resnet import feature_channels, resnet_dims
+
+        img = {**img, **resnet_dims(img.get("variant"), layers=img.get("layers"), width=img.get("width"),
+                                    num_heads=img.get("num_heads"), output_dim=img.get("output_dim"))}
+        if img.get("pool", "attn") != "attn":
+            raise SystemExit("--torch builds the ResNet with CLIP's attention pool only (config.model.image.pool='attn')")
+        img_out = img["output_dim"] or feature_channels(int(img["width"]), len(img["layers"]))
+    elif img.get("variant"):
         from vljax.models.vit import vit_config
 
         img = {**vit_config(img["variant"]), **{k: v for k, v in img.items() if k != "variant"}}
-    patch = int(img["patch_size"][0])
     try:
         import open_clip  # noqa: F401
         from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-        model = CLIP(int(m.embed_dim),
-                     CLIPVisionCfg(layers=img["depth"], width=img["width"], head_width=img["width"] // img["num_heads"],
-                                   mlp_ratio=img["mlp_dim"] / img["width"], patch_size=patch, image_size=res),
+        if resnet:
+            # NOTE: open_clip's ModifiedResNet (BatchNorm), whose pool outputs embed_dim directly.
+            vision = CLIPVisionCfg(layers=tuple(img["layers"]), width=int(img["width"]), image_size=res,
+                                   head_width=int(feature_channels(int(img["width"]), len(img["layers"])))
+                                   // int(img["num_heads"]))
+        else:
+            vision = CLIPVisionCfg(layers=img["depth"], width=img["width"], head_width=img["width"] // img["num_heads"],
+                                   mlp_ratio=img["mlp_dim"] / img["width"], patch_size=int(img["patch_size"][0]),
+                                   image_size=res)
+        model = CLIP(int(m.embed_dim), vision,
                      CLIPTextCfg(context_length=L, vocab_size=vocab, width=txt["width"], heads=txt["num_heads"],
                                  layers=txt["depth"], mlp_ratio=txt["mlp_dim"] / txt["width"]))
         return model, "open_clip"
@@ -101,25 +117,77 @@ def torch_two_tower(cfg, vocab: int):
                                             norm_first=True)
         return tnn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
+    def gn(c):
+        return tnn.GroupNorm(max(g for g in range(1, min(32, c) + 1) if c % g == 0), c)
+
+    class Bottleneck(tnn.Module):
+        """CLIP's bottleneck (avg-pool downsampling) with GroupNorm, as vljax/models/resnet.py."""
+
+        def __init__(self, c_in, planes, stride):
+            super().__init__()
+            out = 4 * planes
+            self.branch = tnn.Sequential(
+                tnn.Conv2d(c_in, planes, 1, bias=False), gn(planes), tnn.ReLU(),
+                tnn.Conv2d(planes, planes, 3, padding=1, bias=False), gn(planes), tnn.ReLU(),
+                tnn.AvgPool2d(stride) if stride > 1 else tnn.Identity(),
+                tnn.Conv2d(planes, out, 1, bias=False), gn(out))
+            self.down = (tnn.Sequential(tnn.AvgPool2d(stride) if stride > 1 else tnn.Identity(),
+                                        tnn.Conv2d(c_in, out, 1, bias=False), gn(out))
+                         if stride > 1 or c_in != out else tnn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.branch(x) + self.down(x))
+
+    class ResNetTower(tnn.Module):
+        """[B, 3, H, W] -> [B, out]: three-conv stem, bottleneck stages, CLIP's attention pool."""
+
+        def __init__(self):
+            super().__init__()
+            w = int(img["width"])
+            stem = []
+            for c_in, c_out, stride in ((3, w // 2, 2), (w // 2, w // 2, 1), (w // 2, w, 1)):
+                stem += [tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), gn(c_out), tnn.ReLU()]
+            layers, c_in = [], w
+            for i, n in enumerate(img["layers"]):
+                for j in range(n):
+                    layers.append(Bottleneck(c_in, w * 2**i, 2 if (i > 0 and j == 0) else 1))
+                    c_in = 4 * w * 2**i
+            self.body = tnn.Sequential(*stem, tnn.AvgPool2d(2), *layers)
+            grid = res // (4 * 2 ** (len(img["layers"]) - 1))
+            self.pos = tnn.Parameter(torch.randn(grid * grid + 1, c_in) / c_in**0.5)
+            self.attn = tnn.MultiheadAttention(c_in, int(img["num_heads"]), batch_first=True)
+            self.proj = tnn.Linear(c_in, img_out)
+
+        def forward(self, x):
+            x = self.body(x).flatten(2).transpose(1, 2)
+            x = torch.cat([x.mean(1, keepdim=True), x], 1) + self.pos
+            return self.proj(self.attn(x[:, :1], x, x, need_weights=False)[0][:, 0])
+
     class TwoTower(tnn.Module):
         def __init__(self):
             super().__init__()
-            w = img["width"]
-            self.patch = tnn.Conv2d(3, w, patch, patch)
-            self.pos = tnn.Parameter(torch.zeros(1, (res // patch) ** 2, w))
-            self.vit = encoder(w, img["depth"], img["num_heads"], img["mlp_dim"])
-            self.ln_i = tnn.LayerNorm(w)
+            if resnet:
+                self.resnet, w = ResNetTower(), img_out
+            else:
+                w, patch = img["width"], int(img["patch_size"][0])
+                self.patch = tnn.Conv2d(3, w, patch, patch)
+                self.pos = tnn.Parameter(torch.zeros(1, (res // patch) ** 2, w))
+                self.vit = encoder(w, img["depth"], img["num_heads"], img["mlp_dim"])
+                self.ln_i = tnn.LayerNorm(w)
             self.tok = tnn.Embedding(vocab, txt["width"])
             self.tpos = tnn.Parameter(torch.zeros(1, L, txt["width"]))
             self.txt = encoder(txt["width"], txt["depth"], txt["num_heads"], txt["mlp_dim"])
             self.ln_t = tnn.LayerNorm(txt["width"])
-            self.pi = tnn.Linear(w, int(m.embed_dim), bias=False)
+            no_proj = m.get("img_proj_kind", "linear") == "none"
+            self.pi = tnn.Identity() if no_proj else tnn.Linear(w, int(m.embed_dim), bias=False)
             self.pt = tnn.Linear(txt["width"], int(m.embed_dim), bias=False)
             self.scale = tnn.Parameter(torch.tensor(2.6593))
 
         def forward(self, x, t):
-            x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
-            x = self.ln_i(self.vit(x)).mean(1)
+            if resnet:
+                x = self.resnet(x)
+            else:
+                x = self.ln_i(self.vit(self.patch(x).flatten(2).transpose(1, 2) + self.pos)).mean(1)
             pad = t == 0
             y = self.ln_t(self.txt(self.tok(t) + self.tpos, src_key_padding_mask=pad))
             last = (~pad).sum(1) - 1

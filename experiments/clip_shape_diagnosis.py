@@ -11,7 +11,7 @@ pulled towards (the default --variants are the first four; the others are opt-in
   frozen_text  the same, with the text tower and its projection frozen at their random init.
   class_codes  InfoNCE against normalize(P[shape] + P[color]): one learnable N(0, 1) code per shape and
                per color, added, no text tower (the captions' attribute words without any language model).
-  supervised   cross-entropy of a linear shape head on the pooled ViT features (the upper reference).
+  supervised   cross-entropy of a linear shape head on the pooled image-tower features (the upper reference).
   supervised_cnn
                the same head on a small plain CNN instead of the ViT (3x3 convs, three of stride 2, GELU,
                global average pool; channels width/3, 2 width/3, width, width): how fast shape is learnable
@@ -139,7 +139,7 @@ def main(argv=None):
                 x = nn.gelu(nn.Conv(c, (3, 3), strides=2)(x))
             return nn.gelu(nn.Conv(self.width, (3, 3))(x)).mean((1, 2))
 
-    def pooled(params, images):  # uint8 [B, H, W, 3] -> [B, D] pooled ViT (or reference CNN) features
+    def pooled(params, images):  # uint8 [B, H, W, 3] -> [B, D] pooled image-tower (or reference CNN) features
         x = method.preprocess_images(images)
         if "cnn" in params:
             return SmallCNN(params["cnn"]["Conv_3"]["kernel"].shape[-1]).apply({"params": params["cnn"]}, x)
@@ -210,7 +210,7 @@ def main(argv=None):
     for variant in variants:
         rng = jax.random.key(int(cfg.seed))
         params = {"model": nn.unbox(method.init_params(model, cfg, rng))}
-        width = int(params["model"]["img_proj"]["kernel"].shape[0])
+        width = int(jax.eval_shape(pooled, params, x_tr[:1]).shape[-1])  # pooled image-tower features
         if variant in ("supervised", "supervised_cnn"):
             params["head"] = {"w": jnp.zeros((width, n_shape)), "b": jnp.zeros((n_shape,))}
         if variant in ("supervised_cnn", "text_cnn"):
@@ -219,7 +219,8 @@ def main(argv=None):
             del params["model"]  # NOTE: the ViT is not used; keeping it would only add optimizer state.
         if variant == "text_cnn":
             params["cnn_proj"] = jax.random.normal(jax.random.fold_in(rng, 2), (width, embed_dim)) * width**-0.5
-            del params["model"]["img_tower"], params["model"]["img_proj"]
+            del params["model"]["img_tower"]
+            params["model"].pop("img_proj", None)  # absent when the tower's pool is the embedding (ResNet)
         if variant == "class_codes":
             params["codes"] = jax.random.normal(jax.random.fold_in(rng, 1), (n_shape + n_color, embed_dim))
         if variant.startswith("pretrained"):
@@ -264,7 +265,7 @@ def main(argv=None):
                 print(f"{variant:<12} step {i:>5}  loss {loss:.3f}  probe shape {s_acc:.3f} color {c_acc:.3f}  "
                       f"text cos same-color {cos[0]:.3f} same-shape {cos[1]:.3f}  {time.time() - t0:.0f}s", flush=True)
 
-    print(f"\nlinear probe of the pooled ViT features, {args.n_test} single-object test scenes "
+    print(f"\nlinear probe of the pooled image-tower features, {args.n_test} single-object test scenes "
           f"(chance shape 1/{n_shape}, color 1/{n_color}); text cos = mean cosine of 'a {{color}} {{shape}}' "
           "embeddings sharing the color / the shape\n")
     print("| variant | step | loss | probe shape | probe color | text cos same color | text cos same shape |")

@@ -11,23 +11,38 @@ def test_presets_load():
     assert load_config("configs/siglip.py:tiny").method == "siglip"
 
 
-def test_tiny_conv_preset_is_a_conv_tower_that_runs():
+def _embed_two_images(c):
+    """config -> (CLIP model outputs for 2 random 64 px images, params): the preset builds and runs."""
     import jax
     import numpy as np
 
     from vljax.methods import get_method
 
-    c = load_config("configs/clip.py:tiny_conv")
-    assert (c.model.image.stem, c.model.image.depth, c.train.steps, c.optim.total_steps) == ("conv", 0, 1200, 1200)
-    tiny = load_config("configs/clip.py:tiny")
-    assert (tiny.model.image.stem, tiny.model.image.depth, tiny.train.steps) == ("patch", 3, 600)
     method = get_method("clip")
     model = method.build(c, vocab_size=64)
     params = method.init_params(model, c, jax.random.key(0))
     images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    out = model.apply({"params": params}, method.preprocess_images(images), np.ones((2, 32), np.int32))
+    return model.apply({"params": params}, method.preprocess_images(images), np.ones((2, 32), np.int32)), params
+
+
+def test_tiny_conv_preset_is_a_conv_tower_that_runs():
+    c = load_config("configs/clip.py:tiny_conv")
+    assert (c.model.image.stem, c.model.image.depth, c.train.steps, c.optim.total_steps) == ("conv", 0, 1200, 1200)
+    tiny = load_config("configs/clip.py:tiny")
+    assert (tiny.model.image.stem, tiny.model.image.depth, tiny.train.steps) == ("patch", 3, 600)
+    out, params = _embed_two_images(c)
     assert out["img"].shape == (2, c.model.embed_dim)
     assert "block_00" not in params["img_tower"] and "embedding" in params["img_tower"]
+
+
+def test_resnet_presets_build_clip_resnets():
+    c = load_config("configs/clip.py:tiny_resnet")
+    assert (c.model.image.arch, c.model.img_proj_kind, c.train.steps) == ("resnet", "none", 600)
+    out, params = _embed_two_images(c)
+    assert out["img"].shape == (2, c.model.embed_dim)
+    assert "img_proj" not in params and "stage_3_block_0" in params["img_tower"]
+    rn50 = load_config("configs/clip.py:rn50")
+    assert (rn50.model.image.variant, rn50.model.embed_dim, rn50.data.world.resolution) == ("RN50", 1024, 224)
 
 
 def test_override_types_and_references():

@@ -125,3 +125,22 @@ def test_token_merging_off_the_shelf_evaluates_one_checkpoint_at_each_r(tmp_path
     assert cells[4:7] == [f"{trained[k]:.3f}" for k in ("zeroshot/shape_acc", "zeroshot/color_acc",
                                                        "zeroshot/mean_acc")]
     assert cells[8] == f"{trained['retrieval/i2t_r1']:.3f} / {trained['retrieval/t2i_r1']:.3f}"
+
+
+def test_train_throughput_times_the_resnet_two_tower_against_torch(capsys):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    throughput = _load("train_throughput")
+    throughput.main(["--config", "configs/clip.py:tiny_resnet", "--steps", "1", "--torch",
+                     "--config.train.batch_size=8", "--config.data.world.resolution=32"])
+    out = capsys.readouterr().out
+    assert "vljax (jax" in out and ("torch.nn two-tower" in out or "open_clip" in out), out
+    assert "FLOPs/step/device" in out
+    # the plain torch.nn side builds the same ResNet: stem, one bottleneck per stage, CLIP's attention pool
+    from vljax.config import load_config
+
+    model, _ = throughput.torch_two_tower(load_config("configs/clip.py:tiny_resnet"), vocab=64)
+    if hasattr(model, "resnet"):
+        x = torch.zeros(2, 3, 64, 64)
+        assert model.resnet.body(x).shape == (2, 512, 2, 2) and model.resnet(x).shape == (2, 64)

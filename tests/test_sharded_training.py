@@ -1,5 +1,8 @@
 """Sharded CLIP / SigLIP training steps equal the single-device step (loss and gradients).
 
+Two-tower models with the ViT image tower (CLIP, SigLIP) and with CLIP's ResNet (conv kernels sharded
+over fsdp x tensor, GroupNorm per example).
+
 Meshes on 8 forced CPU devices: data-parallel 8, FSDP 8, and data 2 x fsdp 2 x tensor 2.
 Tolerance: float32, 2e-5 relative on the loss and 1e-4 relative (of the global max) on
 gradients, i.e. the round-off of reordered reductions across shards.
@@ -19,11 +22,16 @@ MESHES = [{"data": 8}, {"data": 1, "fsdp": 8}, {"data": 2, "fsdp": 2, "tensor": 
 VOCAB = 40
 
 
-def _setup(method_name):
-    cfg = load_config(f"configs/{method_name}.py:tiny", [
-        "--config.data.world.resolution=32", "--config.data.max_len=8",
-        "--config.model.image.width=48", "--config.model.image.depth=1", "--config.model.image.num_heads=2",
-        "--config.model.image.mlp_dim=64", "--config.model.text.width=48", "--config.model.text.depth=1",
+def _setup(method_name, preset="tiny"):
+    image = ["--config.model.image.width=48", "--config.model.image.depth=1", "--config.model.image.num_heads=2",
+             "--config.model.image.mlp_dim=64"]
+    if preset == "tiny_resnet":
+        # NOTE: width 16 keeps every sharded conv dim (8 channels and up) divisible by the 8-way fsdp axis.
+        image = ["--config.model.image.width=16", "--config.model.image.layers=(1, 1)",
+                 "--config.model.image.num_heads=2", "--config.model.image.output_dim=16"]
+    cfg = load_config(f"configs/{method_name}.py:{preset}", [
+        "--config.data.world.resolution=32", "--config.data.max_len=8", *image,
+        "--config.model.text.width=48", "--config.model.text.depth=1",
         "--config.model.text.num_heads=2", "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16"])
     rng = np.random.default_rng(1)
     batch = {"image": rng.integers(0, 255, size=(16, 32, 32, 3), dtype=np.uint8),
@@ -32,8 +40,8 @@ def _setup(method_name):
     return cfg, batch
 
 
-def _loss_and_grads(method_name, mesh_sizes, devices):
-    cfg, batch = _setup(method_name)
+def _loss_and_grads(method_name, mesh_sizes, devices, preset="tiny"):
+    cfg, batch = _setup(method_name, preset)
     method = get_method(method_name)
     mesh = shard_lib.make_mesh(mesh_sizes, devices)
     rules = shard_lib.rules_from_config(cfg.sharding.rules)
@@ -49,12 +57,12 @@ def _loss_and_grads(method_name, mesh_sizes, devices):
     return float(loss), jax.tree.map(np.asarray, grads)
 
 
-@pytest.mark.parametrize("method_name", ["clip", "siglip"])
-def test_sharded_equals_single_device(method_name):
-    ref_loss, ref_grads = _loss_and_grads(method_name, {"data": 1}, jax.devices()[:1])
+@pytest.mark.parametrize("method_name,preset", [("clip", "tiny"), ("siglip", "tiny"), ("clip", "tiny_resnet")])
+def test_sharded_equals_single_device(method_name, preset):
+    ref_loss, ref_grads = _loss_and_grads(method_name, {"data": 1}, jax.devices()[:1], preset)
     gmax = max(float(np.abs(g).max()) for g in jax.tree.leaves(ref_grads))
     for sizes in MESHES:
-        loss, grads = _loss_and_grads(method_name, sizes, jax.devices())
+        loss, grads = _loss_and_grads(method_name, sizes, jax.devices(), preset)
         assert abs(loss - ref_loss) <= 2e-5 * abs(ref_loss), (sizes, loss, ref_loss)
         for path_g, g in zip(jax.tree_util.tree_leaves_with_path(ref_grads), jax.tree.leaves(grads)):
             path, rg = path_g

@@ -1,4 +1,4 @@
-"""Analytic forward FLOPs per example of the ViT, the text encoder and the two-tower model.
+"""Analytic forward FLOPs per example of the ViT, the ResNet, the text encoder and the two-tower model.
 
 Counts matrix multiplies only, 2 FLOPs per multiply-add (the convention of XLA's cost
 analysis and of Kaplan et al.); norms, activations, softmax and the embedding gather are
@@ -95,6 +95,62 @@ def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, in
     return embed + blocks + pool_flops(pool, tokens, width, num_heads, mlp_dim)
 
 
+def resnet_flops(image_size: int, layers, width: int, num_heads: int, output_dim: int | None = None,
+                 pool: str = "attn", channels: int = 3) -> float:
+    """One [S, S, C] image -> forward FLOPs of CLIP's modified ResNet (vljax/models/resnet.py): convs + pool."""
+    from vljax.models.resnet import EXPANSION, feature_channels, feature_grid
+
+    layers = tuple(_pos_int("ResNet layers entry", n) for n in layers)
+    s = _pos_int("image_size", image_size)
+    grid = feature_grid(s, len(layers))  # validates divisibility
+    conv = lambda side, k, c_in, c_out: 2.0 * side * side * k * k * c_in * c_out
+    h, w = s // 2, _pos_int("width", width)
+    flops = conv(h, 3, channels, w // 2) + conv(h, 3, w // 2, w // 2) + conv(h, 3, w // 2, w)
+    h, c_in = h // 2, w
+    for i, n in enumerate(layers):
+        planes = w * 2**i
+        for j in range(n):
+            stride = 2 if (i > 0 and j == 0) else 1
+            # NOTE: the 3x3 conv runs before the block's average pool, at the input resolution.
+            flops += conv(h, 1, c_in, planes) + conv(h, 3, planes, planes)
+            if stride > 1 or c_in != EXPANSION * planes:
+                flops += conv(h // stride, 1, c_in, EXPANSION * planes)
+            h //= stride
+            flops += conv(h, 1, planes, EXPANSION * planes)
+            c_in = EXPANSION * planes
+    assert h == grid and c_in == feature_channels(w, len(layers))
+    if pool == "gap":
+        return flops
+    if pool != "attn":
+        raise ValueError(f"ResNet pool={pool!r} is not 'attn' or 'gap'")
+    # NOTE: one query (the mean token) over grid^2 + 1 keys; the output projection may change the width.
+    out = output_dim or c_in
+    return flops + attention_flops(1, grid * grid + 1, c_in, _pos_int("num_heads", num_heads)) \
+        - 2.0 * c_in * c_in + 2.0 * c_in * out
+
+
+def image_tower_flops(image: Mapping[str, Any], resolution: int) -> tuple[float, int]:
+    """config.model.image mapping, image side -> (forward FLOPs per image, pooled feature width)."""
+    if image.get("arch", "vit") == "resnet":
+        from vljax.models.resnet import feature_channels, resnet_dims
+
+        d = resnet_dims(image.get("variant"), layers=image.get("layers"), width=image.get("width"),
+                        num_heads=image.get("num_heads"), output_dim=image.get("output_dim"))
+        res = int(image.get("image_size") or resolution)
+        fl = resnet_flops(res, d["layers"], int(d["width"]), int(d["num_heads"]), d["output_dim"],
+                          pool=image.get("pool", "attn"))
+        width = feature_channels(int(d["width"]), len(d["layers"])) if image.get("pool", "attn") == "gap" else (
+            d["output_dim"] or feature_channels(int(d["width"]), len(d["layers"])))
+        return fl, int(width)
+    dims = vit_dims(image)
+    res = int(image.get("image_size") or resolution)
+    patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
+    fl = vit_flops(res, patch, int(dims["width"]), int(dims["depth"]), int(dims["num_heads"]), int(dims["mlp_dim"]),
+                   pool=image.get("pool", "gap"), activation=image.get("activation", "gelu"),
+                   stem=image.get("stem", "patch"), stem_channels=tuple(image.get("stem_channels", ()) or ()))
+    return fl, int(dims["width"])
+
+
 def text_flops(length: int, width: int, depth: int, num_heads: int, mlp_dim: int, pool: str = "last",
                activation: str = "gelu") -> float:
     """One [L] token sequence -> forward FLOPs of the text encoder (pads are computed, then masked)."""
@@ -128,6 +184,8 @@ def vit_dims(image: Mapping[str, Any]) -> dict:
     """config.model.image mapping -> dict(width, depth, num_heads, mlp_dim, patch_size) with the variant resolved."""
     from vljax.models.vit import vit_config
 
+    if image.get("arch", "vit") != "vit":
+        raise ValueError(f"config.model.image.arch={image['arch']!r}: this count needs the ViT image tower (arch 'vit')")
     dims = vit_config(image["variant"]) if image.get("variant") else {}
     for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
         if image.get(key) is not None:
@@ -145,18 +203,14 @@ def two_tower_flops(config, *, batch_size: int = 0) -> TwoTowerFlops:
     as scaling-law papers do (they do not grow with the model).
     """
     m = config.model
-    image = dict(m.image)
-    dims = vit_dims(image)
-    res = int(image.get("image_size") or config.data.world.resolution)
-    patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
-    img = vit_flops(res, patch, int(dims["width"]), int(dims["depth"]), int(dims["num_heads"]), int(dims["mlp_dim"]),
-                    pool=image.get("pool", "gap"), activation=image.get("activation", "gelu"),
-                    stem=image.get("stem", "patch"), stem_channels=tuple(image.get("stem_channels", ()) or ()))
+    img, img_width = image_tower_flops(dict(m.image), int(config.data.world.resolution))
     t = m.text
     txt = text_flops(int(config.data.max_len), int(t.width), int(t.depth), int(t.num_heads), int(t.mlp_dim),
                      pool=t.get("pool", "last"), activation=t.get("activation", "gelu"))
     embed = _pos_int("config.model.embed_dim", m.embed_dim)
-    proj = 2.0 * embed * (int(dims["width"]) + int(t.width))
+    # NOTE: img_proj_kind 'none' (CLIP's ResNets, SigLIP) has no image projection.
+    img_proj = 0 if m.get("img_proj_kind", "linear") == "none" else img_width
+    proj = 2.0 * embed * (img_proj + int(t.width))
     loss = 2.0 * int(batch_size) * embed if batch_size else 0.0
     return TwoTowerFlops(image=img, text=txt, projections=proj, loss=loss)
 

@@ -22,7 +22,7 @@ LOSS = "softmax"
 
 
 def build(config, vocab_size: int) -> TwoTower:
-    """config.model -> TwoTower (ViT image tower + text transformer)."""
+    """config.model -> TwoTower (ViT or ResNet image tower, config.model.image.arch, + text transformer)."""
     m = config.model
     image = dict(m.image)
     image.setdefault("image_size", int(config.data.world.resolution))
@@ -32,7 +32,7 @@ def build(config, vocab_size: int) -> TwoTower:
     return TwoTower(image=image, text=text, embed_dim=int(m.embed_dim),
                     temperature_init=float(m.temperature_init),
                     bias_init=None if m.get("bias_init") is None else float(m.bias_init),
-                    dtype=dtype(m.dtype))
+                    img_proj_kind=m.get("img_proj_kind", "linear"), dtype=dtype(m.dtype))
 
 
 def preprocess_images(images: jax.Array) -> jax.Array:

@@ -10,7 +10,7 @@ training on paraphrase pairs (Sentence-BERT, SimCSE's supervised variant):
 No labels are used: only text. The model is the full two-tower (image params exist but get no
 gradient; presets freeze them), so the text tower and projection load into a CLIP run with
 `--config.init.text=checkpoint:WORKDIR` and can be locked there with `--config.optim.freeze='("^txt_",)'`.
-Why this stage exists (README, "What the demo reaches"): a text tower trained jointly with a fresh image
+Why this stage exists (docs/clip_shape_study.md): a text tower trained jointly with a fresh image
 tower drops shape words, and the image tower then never learns shape.
 """
 from __future__ import annotations

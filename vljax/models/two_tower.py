@@ -1,4 +1,4 @@
-"""Two-tower (CLIP / SigLIP) model: ViT image tower + text tower, projected to a shared space."""
+"""Two-tower (CLIP / SigLIP) model: ViT or ResNet image tower + text tower, projected to a shared space."""
 
 from typing import Any
 
@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from vljax.models.resnet import ResNet
 from vljax.models.text_encoder import TextEncoder
 from vljax.models.vit import ViT
 
@@ -13,6 +14,16 @@ Dtype = Any
 
 MAX_LOGIT_SCALE = 100.0
 PROJ_KINDS = ("linear", "linear_bias", "none")
+IMAGE_ARCHS = {"vit": ViT, "resnet": ResNet}
+
+
+def image_tower(image: dict, **kwargs) -> nn.Module:
+    """config.model.image mapping -> ViT (arch 'vit', the default) or ResNet (arch 'resnet'); kwargs added."""
+    fields = dict(image)
+    arch = fields.pop("arch", "vit")
+    if arch not in IMAGE_ARCHS:
+        raise ValueError(f"config.model.image.arch={arch!r} is not one of {sorted(IMAGE_ARCHS)}")
+    return IMAGE_ARCHS[arch](**{**kwargs, **fields})
 
 
 def l2_normalize(x, axis: int = -1, eps: float = 1e-12):
@@ -40,7 +51,7 @@ class TwoTower(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def setup(self):
-        self.img_tower = ViT(**{"dtype": self.dtype, "param_dtype": self.param_dtype, **self.image})
+        self.img_tower = image_tower(self.image, dtype=self.dtype, param_dtype=self.param_dtype)
         self.txt_tower = TextEncoder(**{"dtype": self.dtype, "param_dtype": self.param_dtype, **self.text})
         for field in ("img_proj_kind", "txt_proj_kind"):
             if getattr(self, field) not in PROJ_KINDS:

@@ -1,4 +1,4 @@
-"""LayerNorm and RMSNorm with logically named parameters, computed in float32."""
+"""LayerNorm, RMSNorm and GroupNorm with logically named parameters, computed in float32."""
 
 from typing import Any
 
@@ -55,6 +55,42 @@ class RMSNorm(nn.Module):
             "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype
         )
         return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def group_norm_groups(channels: int, max_groups: int = 32) -> int:
+    """-> the largest group count <= max_groups that divides `channels` (32 for ResNet widths >= 32)."""
+    return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+
+
+class GroupNorm(nn.Module):
+    """[B, ..., C] -> [B, ..., C] group normalization (Wu & He 2018) over all non-batch axes of each group.
+
+    Per-example statistics, so no running averages and no cross-device batch reduction: the trainer
+    stays purely functional. `groups` None = group_norm_groups(C). `scale_init` zeros makes a residual
+    branch start as the identity (the last norm of a ResNet block).
+    """
+
+    groups: int | None = None
+    epsilon: float = 1e-5
+    scale_init: Any = nn.initializers.ones
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """[B, ..., C] -> [B, ..., C]."""
+        c = x.shape[-1]
+        g = self.groups or group_norm_groups(c)
+        if c % g:
+            raise ValueError(f"GroupNorm: {c} channels are not divisible into {g} groups")
+        xf = x.astype(jnp.float32).reshape(x.shape[:-1] + (g, c // g))
+        axes = tuple(range(1, xf.ndim - 2)) + (xf.ndim - 1,)
+        mean = jnp.mean(xf, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
+        y = ((xf - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))).reshape(x.shape)
+        scale = self.param("scale", nn.with_logical_partitioning(self.scale_init, ("norm",)), (c,), self.param_dtype)
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (c,), self.param_dtype)
+        return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
