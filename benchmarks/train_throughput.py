@@ -86,7 +86,8 @@ def torch_two_tower(cfg, vocab: int):
         img = {**img, **resnet_dims(img.get("variant"), layers=img.get("layers"), width=img.get("width"),
                                     num_heads=img.get("num_heads"), output_dim=img.get("output_dim"))}
         if img.get("pool", "attn") != "attn":
-            raise SystemExit("--torch builds the ResNet with CLIP's attention pool only (config.model.image.pool='attn')")
+            raise SystemExit("--torch builds the ResNet with CLIP's attention pool only "
+                             "(config.model.image.pool='attn')")
         img_out = img["output_dim"] or feature_channels(int(img["width"]), len(img["layers"]))
     elif img.get("variant"):
         from vljax.models.vit import vit_config
@@ -118,7 +119,9 @@ def torch_two_tower(cfg, vocab: int):
         return tnn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
     def gn(c):
-        return tnn.GroupNorm(max(g for g in range(1, min(32, c) + 1) if c % g == 0), c)
+        from vljax.nn.norms import group_norm_groups
+
+        return tnn.GroupNorm(group_norm_groups(c), c)
 
     class Bottleneck(tnn.Module):
         """CLIP's bottleneck (avg-pool downsampling) with GroupNorm, as vljax/models/resnet.py."""

@@ -143,4 +143,4 @@ def test_train_throughput_times_the_resnet_two_tower_against_torch(capsys):
     model, _ = throughput.torch_two_tower(load_config("configs/clip.py:tiny_resnet"), vocab=64)
     if hasattr(model, "resnet"):
         x = torch.zeros(2, 3, 64, 64)
-        assert model.resnet.body(x).shape == (2, 512, 2, 2) and model.resnet(x).shape == (2, 64)
+        assert model.resnet.body(x).shape == (2, 256, 4, 4) and model.resnet(x).shape == (2, 64)

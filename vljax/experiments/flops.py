@@ -185,7 +185,8 @@ def vit_dims(image: Mapping[str, Any]) -> dict:
     from vljax.models.vit import vit_config
 
     if image.get("arch", "vit") != "vit":
-        raise ValueError(f"config.model.image.arch={image['arch']!r}: this count needs the ViT image tower (arch 'vit')")
+        raise ValueError(f"config.model.image.arch={image['arch']!r}: this count needs the ViT image tower "
+                         "(arch 'vit')")
     dims = vit_config(image["variant"]) if image.get("variant") else {}
     for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
         if image.get(key) is not None:
