@@ -1,9 +1,9 @@
 """CLIP: softmax InfoNCE two-tower pre-training on the synthetic world.
 
-  vljax train --config configs/clip.py:tiny --workdir runs/clip_tiny
-Presets: tiny (CPU demo, minutes), tiny_conv (the same budget with a convolutional ViT stem and no blocks),
-tiny_resnet (the same budget with CLIP's modified ResNet image tower), small, base (ViT-B/16), large (ViT-L/14),
-rn50 (CLIP RN50: ResNet-50 image tower with attention pooling, 224 px).
+  vljax train --config configs/clip.py:tiny_resnet --workdir runs/clip_tiny_resnet
+Presets: tiny_resnet (the CPU demo, minutes: CLIP's modified ResNet image tower), tiny (the same budget with a
+ViT, the demo until session 6), tiny_conv (the same budget with a convolutional ViT stem and no blocks), small,
+base (ViT-B/16), large (ViT-L/14), rn50 (CLIP RN50: ResNet-50 image tower with attention pooling, 224 px).
 """
 import ml_collections
 
@@ -71,7 +71,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         if arg == "tiny":
             c.model.image = ml_collections.ConfigDict(dict(
                 arch="resnet", layers=(1, 1, 1), width=16, num_heads=8, output_dim=c.model.embed_dim, pool="attn"))
-            # NOTE: ~0.31 s per step on 2 CPU cores, so 800 steps fill the demo's ~5 minutes (shape accuracy
+            # NOTE: ~0.32 s per step on 2 CPU cores, so 800 steps fill the demo's ~5 minutes (shape accuracy
             # still rises with steps: docs/clip_shape_study.md).
             c.train.steps = 800
         else:
@@ -83,13 +83,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 def get_sweep(arg: str = "tiny"):
     """Named sweeps {name: [override dicts]} for `vljax sweep --config configs/clip.py:tiny --sweep NAME`.
 
-    scaling: model width x training steps (compute spans ~2.5 decades) for power-law fits.
+    scaling: model width x training steps (compute spans ~2.5 decades) for power-law fits; for the ResNet
+    presets the image side scales the ResNet's stem width (8, 16, 32) next to the text width.
     seeds: the preset at three seeds (run-to-run noise).
     """
-    del arg
-    sizes = [{"model.image.width": w, "model.image.num_heads": 2, "model.image.mlp_dim": 4 * w,
-              "model.text.width": w, "model.text.num_heads": 2, "model.text.mlp_dim": 4 * w}
-             for w in (32, 64, 128)]
+    text = lambda w: {"model.text.width": w, "model.text.num_heads": 2, "model.text.mlp_dim": 4 * w}
+    if arg in ("tiny_resnet", "rn50"):
+        sizes = [dict(text(w), **{"model.image.width": w // 4}) for w in (32, 64, 128)]
+    else:
+        sizes = [dict(text(w), **{"model.image.width": w, "model.image.num_heads": 2, "model.image.mlp_dim": 4 * w})
+                 for w in (32, 64, 128)]
     return {
         "scaling": [dict(size, **{"train.steps": s}) for size in sizes for s in (100, 200, 400)],
         "seeds": [{"seed": s} for s in (0, 1, 2)],

@@ -59,6 +59,12 @@ def test_point_id_is_stable_and_distinct():
 def test_named_sweeps_accepts_dict_or_list(tmp_path):
     sweeps = sweep.named_sweeps("configs/clip.py:tiny")
     assert {"scaling", "seeds"} <= set(sweeps) and len(sweeps["scaling"]) == 9
+    # the ResNet preset's scaling points are valid overrides of it (no ViT-only keys)
+    from vljax.config import load_config
+
+    for point in sweep.named_sweeps("configs/clip.py:tiny_resnet")["scaling"]:
+        c = load_config("configs/clip.py:tiny_resnet", [f"--config.{k}={v}" for k, v in point.items()])
+        assert c.model.image.width == point["model.image.width"] and c.model.image.arch == "resnet"
     listed = tmp_path / "listed.py"
     listed.write_text("def get_config(arg=None):\n    return None\n\n"
                       "def get_sweep(arg=None):\n    return [{'seed': 1}, {'seed': 2}]\n")

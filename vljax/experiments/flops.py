@@ -123,10 +123,10 @@ def resnet_flops(image_size: int, layers, width: int, num_heads: int, output_dim
         return flops
     if pool != "attn":
         raise ValueError(f"ResNet pool={pool!r} is not 'attn' or 'gap'")
-    # NOTE: one query (the mean token) over grid^2 + 1 keys; the output projection may change the width.
-    out = output_dim or c_in
-    return flops + attention_flops(1, grid * grid + 1, c_in, _pos_int("num_heads", num_heads)) \
-        - 2.0 * c_in * c_in + 2.0 * c_in * out
+    # NOTE: one query (the mean token) over grid^2 + 1 keys; attention_flops counts a c_in -> c_in output
+    # projection, which here maps to output_dim instead.
+    pool_fl = attention_flops(1, grid * grid + 1, c_in, _pos_int("num_heads", num_heads))
+    return flops + pool_fl + 2.0 * c_in * ((output_dim or c_in) - c_in)
 
 
 def image_tower_flops(image: Mapping[str, Any], resolution: int) -> tuple[float, int]:
@@ -136,11 +136,10 @@ def image_tower_flops(image: Mapping[str, Any], resolution: int) -> tuple[float,
 
         d = resnet_dims(image.get("variant"), layers=image.get("layers"), width=image.get("width"),
                         num_heads=image.get("num_heads"), output_dim=image.get("output_dim"))
-        res = int(image.get("image_size") or resolution)
-        fl = resnet_flops(res, d["layers"], int(d["width"]), int(d["num_heads"]), d["output_dim"],
-                          pool=image.get("pool", "attn"))
-        width = feature_channels(int(d["width"]), len(d["layers"])) if image.get("pool", "attn") == "gap" else (
-            d["output_dim"] or feature_channels(int(d["width"]), len(d["layers"])))
+        res, pool = int(image.get("image_size") or resolution), image.get("pool", "attn")
+        fl = resnet_flops(res, d["layers"], int(d["width"]), int(d["num_heads"]), d["output_dim"], pool=pool)
+        # NOTE: the attention pool projects to output_dim when given; 'gap' pools the final channels as they are.
+        width = (pool == "attn" and d["output_dim"]) or feature_channels(int(d["width"]), len(d["layers"]))
         return fl, int(width)
     dims = vit_dims(image)
     res = int(image.get("image_size") or resolution)
