@@ -180,13 +180,13 @@ class AttentionPool2d(nn.Module):
             param_dtype=self.param_dtype,
             name="attn",
         )
-        pooled = attn(x[:, :1], x)[:, 0]
         if not return_tokens:
-            return pooled
-        # NOTE: attention of a location to itself only = its value, projected; computed with the same
-        # parameters by attending each location to itself (a [N, N+1] diagonal mask skipping the mean).
-        mask = jnp.broadcast_to(jnp.eye(n, n + 1, k=1, dtype=bool)[None], (b, n, n + 1))
-        return pooled, attn(x[:, 1:], x, mask=mask)
+            return attn(x[:, :1], x)[:, 0]
+        # NOTE: one call for both outputs: the mean token (row 0) attends to everything, each location only to
+        # itself, which yields its value, projected. Keys and values are projected once.
+        mask = jnp.eye(n + 1, dtype=bool).at[0].set(True)
+        out = attn(x, x, mask=jnp.broadcast_to(mask[None], (b, n + 1, n + 1)))
+        return out[:, 0], out[:, 1:]
 
 
 class ResNet(nn.Module):
