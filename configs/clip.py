@@ -70,13 +70,17 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         c.model.img_proj_kind = "none"
         if arg == "tiny":
             c.model.image = ml_collections.ConfigDict(dict(
-                arch="resnet", layers=(1, 1, 1), width=16, num_heads=8, output_dim=c.model.embed_dim, pool="attn"))
+                arch="resnet", layers=(1, 1, 1), width=16, num_heads=8, output_dim=c.model.embed_dim, pool="attn",
+                norm="group", norm_groups=None))
             # NOTE: ~0.32 s per step on 2 CPU cores, so 800 steps fill the demo's ~5 minutes (shape accuracy
             # still rises with steps: docs/clip_shape_study.md).
             c.train.steps = 800
         else:
             c.model.embed_dim = 1024
-            c.model.image = ml_collections.ConfigDict(dict(arch="resnet", variant="RN50", pool="attn"))
+            # NOTE: --config.model.image.norm=frozen_batch --config.init.image=open_clip:<RN50.pt> starts the image
+            # tower from OpenAI's RN50 weights (BatchNorm statistics folded; docs/pretrained.md).
+            c.model.image = ml_collections.ConfigDict(
+                dict(arch="resnet", variant="RN50", pool="attn", norm="group", norm_groups=None))
     return c
 
 

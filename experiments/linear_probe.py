@@ -38,15 +38,10 @@ def main(argv=None):
     from vljax.config import load_config
     from vljax.data.world import World
     from vljax.eval.embed import embed_in_batches
-    from vljax.train.checkpoint import Checkpointer
-    from vljax.train.loop import Experiment
+    from vljax.train.loop import restore_latest
 
     cfg = load_config(args.config, overrides)
-    exp = Experiment(cfg, args.workdir)
-    state, shardings = exp.create_state()
-    ck = Checkpointer(args.workdir, async_save=False)
-    state, _, step = ck.restore(state, shardings)
-    ck.close()
+    exp, params, step = restore_latest(cfg, args.workdir)
     embed_images, _ = exp.encoders
     wcfg = cfg.data.world.copy_and_resolve_references()
     wcfg.objects.count = (1, 1)
@@ -57,7 +52,7 @@ def main(argv=None):
         samples = [world.sample(split, i, fields=("image",) + tuple(f"labels/main_{t}" for t in tasks))
                    for i in range(n)]
         with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-            x = embed_in_batches(embed_images, state.params, np.stack([s["image"] for s in samples]),
+            x = embed_in_batches(embed_images, params, np.stack([s["image"] for s in samples]),
                                  cfg.eval_batch_size, exp.mesh)
         return x, {t: np.array([s[f"labels/main_{t}"] for s in samples]) for t in tasks}
 

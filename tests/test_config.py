@@ -1,4 +1,5 @@
 """Config loading, overrides and validation: errors name the key before any compute."""
+
 import pytest
 
 from vljax.config import ConfigError, load_config
@@ -43,14 +44,24 @@ def test_resnet_presets_build_clip_resnets():
     assert out["img"].shape == (2, c.model.embed_dim)
     tower = params["img_tower"]
     assert "img_proj" not in params and "stage_2_block_0" in tower and "stage_3_block_0" not in tower
+    # the norm fields are overridable: 4 groups normalizes differently from the default per-width count
+    grouped, _ = _embed_two_images(load_config("configs/clip.py:tiny_resnet", ["--config.model.image.norm_groups=4"]))
+    assert grouped["img"].shape == out["img"].shape and float(abs(grouped["img"] - out["img"]).max()) > 1e-3
     rn50 = load_config("configs/clip.py:rn50")
     assert (rn50.model.image.variant, rn50.model.embed_dim, rn50.data.world.resolution) == ("RN50", 1024, 224)
+    assert (rn50.model.image.norm, rn50.model.image.norm_groups) == ("group", None)
 
 
 def test_override_types_and_references():
-    c = load_config("configs/clip.py:tiny", ["--config.train.steps=7", "--config.optim.lr=1",
-                                            "--config.model.dtype=bfloat16",
-                                            "--config.data.world.objects.count=(1, 3)"])
+    c = load_config(
+        "configs/clip.py:tiny",
+        [
+            "--config.train.steps=7",
+            "--config.optim.lr=1",
+            "--config.model.dtype=bfloat16",
+            "--config.data.world.objects.count=(1, 3)",
+        ],
+    )
     assert c.train.steps == 7 and c.optim.total_steps == 7  # FieldReference follows train.steps
     assert isinstance(c.optim.lr, float) and c.optim.lr == 1.0
     assert tuple(c.data.world.objects.count) == (1, 3)

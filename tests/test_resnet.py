@@ -14,7 +14,7 @@ import pytest
 
 from vljax.models import resnet as R
 from vljax.models.two_tower import image_tower
-from vljax.nn.norms import GroupNorm, group_norm_groups
+from vljax.nn.norms import FrozenBatchNorm, GroupNorm, fold_batch_norm, group_norm_groups
 
 
 def _randomize(params, seed, scale=0.2):
@@ -36,6 +36,17 @@ def test_group_norm_matches_float64_reference(loc, groups):
     ref = (g - g.mean((1, 2, 4), keepdims=True)) / np.sqrt(g.var((1, 2, 4), keepdims=True) + 1e-5)
     ref = ref.reshape(x.shape) * np.asarray(p["scale"], np.float64) + np.asarray(p["bias"], np.float64)
     np.testing.assert_allclose(y, ref, atol=5e-5, rtol=0)
+
+
+def test_frozen_batch_norm_is_batch_norm_in_inference_form():
+    rng = np.random.default_rng(11)
+    x = rng.normal(3.0, 2.0, (2, 5, 4, 6)).astype(np.float32)
+    gamma, beta, mean = rng.normal(1.0, 0.3, 6), rng.normal(0, 0.5, 6), rng.normal(3.0, 1.0, 6)
+    var = rng.uniform(0.5, 4.0, 6)
+    scale, bias = fold_batch_norm(gamma, beta, mean, var)
+    y = np.asarray(FrozenBatchNorm().apply({"params": {"scale": scale, "bias": bias}}, x))
+    ref = (x.astype(np.float64) - mean) / np.sqrt(var + 1e-5) * gamma + beta
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=0)  # float32 affine on O(1)-O(10) values
 
 
 def test_group_norm_groups_and_errors():
@@ -66,74 +77,95 @@ def test_variant_parameter_counts_match_clip(variant):
     assert R.feature_grid(size, 4) == size // 32
 
 
-class _TorchReference:
-    """A plain PyTorch translation of CLIP's ModifiedResNet with GroupNorm, built from flax params."""
+def _clip_state_dict(params, layers) -> dict:
+    """flax ResNet params -> CLIP ModifiedResNet names and torch layouts (norm scale/bias as bn weight/bias)."""
+    import torch
 
-    def __init__(self, params, layers, num_heads):
-        import torch
+    t = lambda x: torch.from_numpy(np.array(x, np.float32))  # a writable copy
+    sd = {}
 
-        self.torch, self.p, self.layers, self.heads = torch, params, layers, num_heads
+    def conv_norm(theirs_conv, theirs_norm, conv, norm):
+        sd[f"{theirs_conv}.weight"] = t(conv["kernel"]).permute(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
+        sd[f"{theirs_norm}.weight"], sd[f"{theirs_norm}.bias"] = t(norm["scale"]), t(norm["bias"])
 
-    def t(self, x):
-        return self.torch.from_numpy(np.array(x, np.float32))  # a writable copy
+    for i in range(3):
+        conv_norm(f"conv{i + 1}", f"bn{i + 1}", params[f"stem_conv_{i}"], params[f"stem_norm_{i}"])
+    for s, n in enumerate(layers):
+        for j in range(n):
+            p, theirs = params[f"stage_{s}_block_{j}"], f"layer{s + 1}.{j}"
+            for k in (1, 2, 3):
+                conv_norm(f"{theirs}.conv{k}", f"{theirs}.bn{k}", p[f"conv_{k}"], p[f"norm_{k}"])
+            if "conv_down" in p:
+                conv_norm(f"{theirs}.downsample.0", f"{theirs}.downsample.1", p["conv_down"], p["norm_down"])
+    a = params["pool"]["attn"]
+    c = a["query_kernel"].shape[0]
+    sd["attnpool.positional_embedding"] = t(params["pool"]["pos_embedding"])
+    for ours, theirs in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj")):
+        sd[f"attnpool.{theirs}.weight"] = t(a[f"{ours}_kernel"]).reshape(c, -1).T  # [C, H, K] -> [H*K, C]
+        sd[f"attnpool.{theirs}.bias"] = t(a[f"{ours}_bias"]).reshape(-1)
+    sd["attnpool.c_proj.weight"] = t(a["out_kernel"]).reshape(c, -1).T
+    sd["attnpool.c_proj.bias"] = t(a["out_bias"])
+    return sd
 
-    def conv(self, x, p, stride=1):
-        k = self.t(p["kernel"]).permute(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
-        return self.torch.nn.functional.conv2d(x, k, stride=stride, padding=k.shape[-1] // 2)
 
-    def norm(self, x, p):
-        return self.torch.nn.functional.group_norm(
-            x, group_norm_groups(x.shape[1]), self.t(p["scale"]), self.t(p["bias"]), eps=1e-5
-        )
+def _clip_resnet_reference(sd, images, layers, num_heads, norm="group"):
+    """A plain PyTorch translation of CLIP's ModifiedResNet over its state dict `sd` (CLIP's names):
+    [B, H, W, 3] numpy -> [B, out]. norm 'group' (vljax's training tower) or 'batch' (CLIP's BatchNorm in eval
+    mode, with running statistics)."""
+    import torch
 
-    def bottleneck(self, x, p, stride):
-        F = self.torch.nn.functional
-        y = F.relu(self.norm(self.conv(x, p["conv_1"]), p["norm_1"]))
-        y = F.relu(self.norm(self.conv(y, p["conv_2"]), p["norm_2"]))
-        if stride > 1:
-            y = F.avg_pool2d(y, stride)
-        y = self.norm(self.conv(y, p["conv_3"]), p["norm_3"])
-        if "conv_down" in p:
-            x = self.norm(self.conv(F.avg_pool2d(x, stride) if stride > 1 else x, p["conv_down"]), p["norm_down"])
+    F = torch.nn.functional
+
+    def bn(x, name):
+        if norm == "group":
+            return F.group_norm(x, group_norm_groups(x.shape[1]), sd[f"{name}.weight"], sd[f"{name}.bias"], eps=1e-5)
+        stats = (sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"], sd[f"{name}.bias"])
+        return F.batch_norm(x, *stats, training=False, eps=1e-5)
+
+    def conv(x, name, stride=1):
+        w = sd[f"{name}.weight"]
+        return F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2)
+
+    def bottleneck(x, name, stride):
+        y = F.relu(bn(conv(x, f"{name}.conv1"), f"{name}.bn1"))
+        y = F.relu(bn(conv(y, f"{name}.conv2"), f"{name}.bn2"))
+        y = bn(conv(F.avg_pool2d(y, stride) if stride > 1 else y, f"{name}.conv3"), f"{name}.bn3")
+        if f"{name}.downsample.0.weight" in sd:
+            down = F.avg_pool2d(x, stride) if stride > 1 else x
+            x = bn(conv(down, f"{name}.downsample.0"), f"{name}.downsample.1")
         return F.relu(y + x)
 
-    def __call__(self, images):
-        torch, F, p = self.torch, self.torch.nn.functional, self.p
-        x = self.t(images).permute(0, 3, 1, 2)
-        for i, stride in enumerate((2, 1, 1)):
-            x = F.relu(self.norm(self.conv(x, p[f"stem_conv_{i}"], stride), p[f"stem_norm_{i}"]))
-        x = F.avg_pool2d(x, 2)
-        for s, n in enumerate(self.layers):
-            for j in range(n):
-                x = self.bottleneck(x, p[f"stage_{s}_block_{j}"], 2 if (s > 0 and j == 0) else 1)
-        x = x.flatten(2).permute(2, 0, 1)  # [B, C, H, W] -> [HW, B, C], as CLIP's AttentionPool2d
-        x = torch.cat([x.mean(0, keepdim=True), x], 0) + self.t(p["pool"]["pos_embedding"])[:, None]
-        a = p["pool"]["attn"]
-        c, c_out = x.shape[-1], a["out_kernel"].shape[-1]
-        w = lambda name: self.t(a[f"{name}_kernel"]).reshape(c, -1).T  # [C, H, K] -> [H*K, C]
-        b = lambda name: self.t(a[f"{name}_bias"]).reshape(-1)
-        out, _ = F.multi_head_attention_forward(
-            query=x[:1],
-            key=x,
-            value=x,
-            embed_dim_to_check=c,
-            num_heads=self.heads,
-            q_proj_weight=w("query"),
-            k_proj_weight=w("key"),
-            v_proj_weight=w("value"),
-            in_proj_weight=None,
-            in_proj_bias=torch.cat([b("query"), b("key"), b("value")]),
-            bias_k=None,
-            bias_v=None,
-            add_zero_attn=False,
-            dropout_p=0.0,
-            out_proj_weight=self.t(a["out_kernel"]).reshape(-1, c_out).T,
-            out_proj_bias=self.t(a["out_bias"]),
-            use_separate_proj_weight=True,
-            training=False,
-            need_weights=False,
-        )
-        return out[0].numpy()
+    x = torch.from_numpy(np.array(images, np.float32)).permute(0, 3, 1, 2)
+    for i, stride in enumerate((2, 1, 1)):
+        x = F.relu(bn(conv(x, f"conv{i + 1}", stride), f"bn{i + 1}"))
+    x = F.avg_pool2d(x, 2)
+    for s, n in enumerate(layers):
+        for j in range(n):
+            x = bottleneck(x, f"layer{s + 1}.{j}", 2 if (s > 0 and j == 0) else 1)
+    x = x.flatten(2).permute(2, 0, 1)  # [B, C, H, W] -> [HW, B, C], as CLIP's AttentionPool2d
+    x = torch.cat([x.mean(0, keepdim=True), x], 0) + sd["attnpool.positional_embedding"][:, None]
+    out, _ = F.multi_head_attention_forward(
+        query=x[:1],
+        key=x,
+        value=x,
+        embed_dim_to_check=x.shape[-1],
+        num_heads=num_heads,
+        q_proj_weight=sd["attnpool.q_proj.weight"],
+        k_proj_weight=sd["attnpool.k_proj.weight"],
+        v_proj_weight=sd["attnpool.v_proj.weight"],
+        in_proj_weight=None,
+        in_proj_bias=torch.cat([sd[f"attnpool.{n}_proj.bias"] for n in "qkv"]),
+        bias_k=None,
+        bias_v=None,
+        add_zero_attn=False,
+        dropout_p=0.0,
+        out_proj_weight=sd["attnpool.c_proj.weight"],
+        out_proj_bias=sd["attnpool.c_proj.bias"],
+        use_separate_proj_weight=True,
+        training=False,
+        need_weights=False,
+    )
+    return out[0].numpy()
 
 
 def test_resnet_matches_torch_reference():
@@ -144,9 +176,130 @@ def test_resnet_matches_torch_reference():
     params = _randomize(nn.unbox(model.init(jax.random.key(0), x)["params"]), 3)
     y = np.asarray(model.apply({"params": params}, x))
     assert y.shape == (3, 24)
-    ref = _TorchReference(jax.tree.map(np.asarray, params), layers, heads)(x)
+    ref = _clip_resnet_reference(_clip_state_dict(jax.tree.map(np.asarray, params), layers), x, layers, heads)
     np.testing.assert_allclose(y, ref, atol=1e-4, rtol=0)
     assert np.abs(ref).mean() > 0.05  # non-trivial outputs
+
+
+def _clip_text_state(torch, gen, vocab=40, width=64, max_len=8, embed=64) -> dict:
+    """A random one-layer CLIP text side (open_clip names): the part of a checkpoint beside `visual.*`."""
+    shapes = {
+        "token_embedding.weight": (vocab, width),
+        "positional_embedding": (max_len, width),
+        "ln_final.weight": (width,),
+        "ln_final.bias": (width,),
+        "text_projection": (width, embed),
+        "transformer.resblocks.0.attn.in_proj_weight": (3 * width, width),
+        "transformer.resblocks.0.attn.in_proj_bias": (3 * width,),
+        "transformer.resblocks.0.attn.out_proj.weight": (width, width),
+        "transformer.resblocks.0.attn.out_proj.bias": (width,),
+        "transformer.resblocks.0.mlp.c_fc.weight": (4 * width, width),
+        "transformer.resblocks.0.mlp.c_fc.bias": (4 * width,),
+        "transformer.resblocks.0.mlp.c_proj.weight": (width, 4 * width),
+        "transformer.resblocks.0.mlp.c_proj.bias": (width,),
+    }
+    for ln in ("ln_1", "ln_2"):
+        shapes.update({f"transformer.resblocks.0.{ln}.{p}": (width,) for p in ("weight", "bias")})
+    out = {k: 0.1 * torch.randn(v, generator=gen) for k, v in shapes.items()}
+    out["logit_scale"] = torch.tensor(4.6)
+    return out
+
+
+def _max_rel_err(ours, ref) -> float:
+    """max |ours - ref| / max |ref|, in float64."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+
+
+@pytest.fixture(scope="module")
+def clip_resnet_checkpoint(tmp_path_factory):
+    """(path of an OpenAI-CLIP-layout ResNet .pt with BatchNorm statistics, its visual state dict, layers, heads).
+
+    The tower has the tiny_resnet preset's dims (CLIP's head rule, 32 x width / 64, gives its 8 heads).
+    """
+    torch = pytest.importorskip("torch")
+    layers, width, heads, out = (1, 1, 1), 16, 8, 64
+    model = R.ResNet(layers=layers, width=width, num_heads=heads, output_dim=out, image_size=64)
+    params = _randomize(nn.unbox(model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]), 8)
+    sd = _clip_state_dict(jax.tree.map(np.asarray, params), layers)
+    gen = torch.Generator().manual_seed(0)
+    for name in [k.removesuffix(".weight") for k in list(sd) if k.endswith(".weight") and sd[k].ndim == 1]:
+        if "attnpool" in name:
+            continue
+        c = sd[f"{name}.weight"].shape[0]
+        # non-trivial running statistics: the fold must use them
+        sd[f"{name}.running_mean"] = 0.5 * torch.randn(c, generator=gen)
+        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=gen)
+        sd[f"{name}.num_batches_tracked"] = torch.tensor(1000)
+    path = tmp_path_factory.mktemp("open_clip_rn") / "rn.pt"
+    torch.save({**{f"visual.{k}": v for k, v in sd.items()}, **_clip_text_state(torch, gen)}, path)
+    return path, sd, layers, heads
+
+
+def test_open_clip_resnet_checkpoint_loads_with_frozen_batch_norm(clip_resnet_checkpoint, tmp_path, capsys):
+    from vljax.convert import common, open_clip
+    from vljax.convert.cli import load
+    from vljax.main import main
+
+    path, sd, layers, heads = clip_resnet_checkpoint
+    conv = open_clip.load_open_clip(path)
+    assert conv.model_config["image"] == dict(
+        arch="resnet",
+        layers=[1, 1, 1],
+        width=16,
+        num_heads=8,
+        output_dim=64,
+        image_size=64,
+        pool="attn",
+        norm="frozen_batch",
+    )
+    assert conv.model_config["img_proj_kind"] == "none" and "img_proj" not in conv.params
+    x = np.random.default_rng(9).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
+    ours = np.asarray(conv.model.apply({"params": conv.params}, x, method=lambda m, im: m.img_tower(im)))
+    ref = _clip_resnet_reference(sd, x, layers, heads, norm="batch")
+    # float32: max relative error 1e-5, the bound of the other converters' parity tests (docs/pretrained.md)
+    assert _max_rel_err(ours, ref) <= 1e-5
+    assert np.abs(ref).mean() > 0.05
+    # a BatchNorm without its statistics is refused, naming the tensor
+    import torch
+
+    torn = torch.load(path, weights_only=True)
+    del torn["visual.layer2.0.bn2.running_var"]
+    torch.save(torn, tmp_path / "torn.pt")
+    with pytest.raises(common.ConversionError, match=r"visual\.layer2\.0\.bn2\.running_var"):
+        open_clip.load_open_clip(tmp_path / "torn.pt")
+    # `vljax convert` writes it as a vljax folder that loads back bit for bit; transformers has no CLIP ResNet
+    assert main(["convert", "--from", "open_clip", "--src", str(path), "--dst", str(tmp_path / "rn")]) == 0
+    back = load("vljax", str(tmp_path / "rn"))
+    assert back.model_config["image"] == conv.model_config["image"]
+    assert jax.tree.all(
+        jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), back.params, conv.params)
+    )
+    capsys.readouterr()
+    assert main(
+        ["convert", "--from", "vljax", "--src", str(tmp_path / "rn"), "--to", "hf", "--dst", str(tmp_path / "h")]
+    )
+    assert "image.arch='resnet' (CLIPModel has a ViT only)" in capsys.readouterr().err
+
+
+def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, tmp_path):
+    """config.init.image=open_clip:... into configs/clip.py:tiny_resnet with norm=frozen_batch (the rn50 route)."""
+    from vljax.config import load_config
+    from vljax.convert.init import load_pretrained
+    from vljax.train.loop import Experiment
+
+    path, sd, layers, heads = clip_resnet_checkpoint
+    cfg = load_config(
+        "configs/clip.py:tiny_resnet",
+        ["--config.model.image.norm=frozen_batch", f"--config.init.image=open_clip:{path}"],
+    )
+    exp = Experiment(cfg, str(tmp_path / "run"))
+    state, _ = exp.create_state()
+    params = load_pretrained(cfg, state.params)
+    x = np.random.default_rng(10).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    ours = np.asarray(exp.model.apply({"params": params}, x, method=lambda m, im: m.img_tower(im)))
+    assert _max_rel_err(ours, _clip_resnet_reference(sd, x, layers, heads, norm="batch")) <= 1e-5
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params["txt_tower"], state.params["txt_tower"]))
 
 
 def test_per_location_tokens_are_projected_values_and_resolution_resamples():
@@ -187,6 +340,8 @@ def test_blocks_start_as_identity_and_bad_configs_fail_clearly():
         R.ResNet(layers=(1, 1, 1), width=8, num_heads=2, image_size=40).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="pool='gap' has no output projection"):
         R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, pool="gap", output_dim=4).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"ResNet norm='batch' is not one of \('group', 'frozen_batch'\)"):
+        R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, norm="batch").init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="token_merging is a ViT option"):
         R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, token_merging={"r": 2}).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match=r"arch='convnext' is not one of \['resnet', 'vit'\]"):

@@ -240,6 +240,9 @@ def entries(hf: dict, cfg: dict) -> tuple[dict[str, Entry], tuple[str, ...]]:
 
 def _check_exportable(cfg: dict) -> None:
     img, txt = cfg["image"], cfg["text"]
+    if img.get("arch", "vit") != "vit":
+        # NOTE: transformers' CLIPModel has only the ViT image tower; CLIP ResNets stay in vljax format.
+        raise ConversionError(f"model is not a CLIPModel layout: image.arch={img['arch']!r} (CLIPModel has a ViT only)")
     need = [
         ("image.pool", img.get("pool"), "cls"),
         ("image.posemb", img.get("posemb", "learn"), "learn"),

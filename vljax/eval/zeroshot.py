@@ -1,4 +1,5 @@
 """Zero-shot classification with prompt-template ensembles (CLIP protocol) on world label tasks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,8 @@ def class_embeddings(exp, params, embed_texts, classes, templates) -> np.ndarray
     return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
 
 
-def evaluate(exp, params, cfg) -> dict[str, float]:
-    """cfg: split, n, tasks (world label tasks, e.g. 'shape', 'color'), templates kind, world overrides."""
+def predict(exp, params, cfg) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
+    """cfg as `evaluate` -> {task: (labels int [N], predicted classes int [N], class names)}."""
     world = eval_world(exp, cfg)
     embed_images, embed_texts = exp.encoders
     tasks = tuple(cfg.tasks)
@@ -29,12 +30,19 @@ def evaluate(exp, params, cfg) -> dict[str, float]:
     img = img / np.linalg.norm(img, axis=-1, keepdims=True)
     out = {}
     for task in tasks:
-        classes = world.class_names(task, "en")
+        classes = tuple(world.class_names(task, "en"))
         templates = world.templates("en", cfg.get("templates", "ensemble_image"))
         cls = class_embeddings(exp, params, embed_texts, classes, templates)
         labels = np.array([s[f"labels/main_{task}"] for s in samples])
-        pred = (img @ cls.T).argmax(-1)
-        out[f"{task}_acc"] = float((pred == labels).mean())
-    if tasks:
-        out["mean_acc"] = float(np.mean([out[f"{t}_acc"] for t in tasks]))
+        out[task] = (labels, (img @ cls.T).argmax(-1), classes)
+    return out
+
+
+def evaluate(exp, params, cfg) -> dict[str, float]:
+    """cfg: split, n, tasks (world label tasks, e.g. 'shape', 'color'), templates kind, world overrides."""
+    out = {
+        f"{task}_acc": float((pred == labels).mean()) for task, (labels, pred, _) in predict(exp, params, cfg).items()
+    }
+    if out:
+        out["mean_acc"] = float(np.mean(list(out.values())))
     return out

@@ -9,7 +9,10 @@ Differences from the paper, on purpose:
 - GroupNorm (`norm_groups` groups, the largest <= 32 dividing the channels) instead of BatchNorm. The trainer
   is purely functional and shards the batch across devices; BatchNorm's running statistics and cross-device
   means would be mutable state in every method. GroupNorm is what BiT (Kolesnikov et al. 2020) trains large
-  ResNets with. So released CLIP ResNet checkpoints (BatchNorm) do not load into this tower.
+  ResNets with. Released CLIP ResNet checkpoints (BatchNorm) load with `norm='frozen_batch'`: each BatchNorm
+  becomes a per-channel affine with its running statistics folded in (vljax.nn.norms.FrozenBatchNorm;
+  `vljax convert --from open_clip`, docs/pretrained.md), for inference and fine-tuning, not for training from
+  scratch.
 - `pool='gap'` (a plain mean, the torchvision ResNet head) is available for ablations.
 """
 
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 
 from vljax.nn.attention import MultiHeadAttention
 from vljax.nn.embeddings import resample_posemb
-from vljax.nn.norms import GroupNorm
+from vljax.nn.norms import FrozenBatchNorm, GroupNorm
 from vljax.nn.transformer import REMAT_POLICIES
 
 Dtype = Any
@@ -36,6 +39,16 @@ RESNET_VARIANTS = {
 }
 EXPANSION = 4  # bottleneck output channels = EXPANSION x planes
 POOLS = ("attn", "gap")
+NORMS = ("group", "frozen_batch")
+
+
+def _norm(kind: str, groups: int | None, name: str, **kw) -> nn.Module:
+    """The tower's norm layer: GroupNorm (training) or FrozenBatchNorm (loaded BatchNorm checkpoints)."""
+    if kind == "group":
+        return GroupNorm(groups=groups, name=name, **kw)
+    if kind == "frozen_batch":
+        return FrozenBatchNorm(name=name, **kw)
+    raise ValueError(f"ResNet norm={kind!r} is not one of {NORMS}")
 
 
 def resnet_dims(variant: str | None = None, **fields) -> dict:
@@ -61,9 +74,14 @@ def feature_channels(width: int, num_stages: int) -> int:
     return EXPANSION * width * 2 ** (num_stages - 1)
 
 
+def total_stride(num_stages: int) -> int:
+    """Pixels per final feature-map cell: 4 (stem) x 2 per later stage (32 for RN50)."""
+    return 4 * 2 ** (num_stages - 1)
+
+
 def feature_grid(image_size: int, num_stages: int) -> int:
-    """Side of the final feature map: image_size / (4 x 2^(stages - 1)) (7 for RN50 at 224 px)."""
-    stride = 4 * 2 ** (num_stages - 1)
+    """Side of the final feature map: image_size / total_stride(stages) (7 for RN50 at 224 px)."""
+    stride = total_stride(num_stages)
     if image_size % stride:
         raise ValueError(f"ResNet with {num_stages} stages needs image_size divisible by {stride}, got {image_size}")
     return image_size // stride
@@ -122,6 +140,7 @@ class Bottleneck(nn.Module):
 
     planes: int
     stride: int = 1
+    norm: str = "group"
     norm_groups: int | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -130,7 +149,7 @@ class Bottleneck(nn.Module):
     def __call__(self, x):
         """[B, H, W, Cin] -> [B, H/stride, W/stride, EXPANSION * planes]."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        norm = lambda name, **extra: GroupNorm(groups=self.norm_groups, name=name, **kw, **extra)
+        norm = lambda name, **extra: _norm(self.norm, self.norm_groups, name, **kw, **extra)
         y = nn.relu(norm("norm_1")(_conv(self.planes, 1, "conv_1", **kw)(x)))
         y = nn.relu(norm("norm_2")(_conv(self.planes, 3, "conv_2", **kw)(y)))
         y = _avg_pool(y, self.stride)
@@ -194,7 +213,8 @@ class ResNet(nn.Module):
 
     Give `variant` ('RN50', ...) or layers / width / num_heads explicitly (explicit fields win). D =
     output_dim, or the final channel count 4 x width x 2^(stages-1) when output_dim is None (always for
-    pool='gap'). `remat`
+    pool='gap'). `norm` is 'group' (GroupNorm, `norm_groups` groups; for training) or 'frozen_batch' (a
+    released BatchNorm checkpoint, statistics folded; module docstring). `remat`
     rematerializes each bottleneck ('none' | a vljax.nn.transformer.REMAT_POLICIES name). `attention_impl`,
     `token_merging` are accepted for a common image-tower interface: the pool is a single query, so it
     always runs the XLA path, and token merging (a transformer-block operation) must stay None.
@@ -207,6 +227,7 @@ class ResNet(nn.Module):
     output_dim: int | None = None
     image_size: int = 224
     pool: str = "attn"
+    norm: str = "group"
     norm_groups: int | None = None
     remat: str = "none"
     attention_impl: str = "auto"
@@ -228,6 +249,8 @@ class ResNet(nn.Module):
             raise ValueError("token_merging is a ViT option; the ResNet image tower has no transformer blocks")
         if self.pool not in POOLS:
             raise ValueError(f"ResNet pool={self.pool!r} is not one of {POOLS}")
+        if self.norm not in NORMS:
+            raise ValueError(f"ResNet norm={self.norm!r} is not one of {NORMS}")
         cfg = self.dims()
         if self.pool == "gap" and cfg["output_dim"]:
             raise ValueError(
@@ -241,7 +264,7 @@ class ResNet(nn.Module):
             # NOTE: 3 input channels do not split over a mesh axis; the first kernel stays replicated.
             axes = (None, None, None, None) if i == 0 else (None, None, "embed", "mlp")
             conv = _conv(ch, 3, f"stem_conv_{i}", strides=stride, axes=axes, **kw)
-            x = nn.relu(GroupNorm(groups=self.norm_groups, name=f"stem_norm_{i}", **kw)(conv(x)))
+            x = nn.relu(_norm(self.norm, self.norm_groups, f"stem_norm_{i}", **kw)(conv(x)))
         x = _avg_pool(x, 2)
         block = Bottleneck if self.remat == "none" else nn.remat(Bottleneck, policy=REMAT_POLICIES[self.remat])
         for s, n in enumerate(cfg["layers"]):
@@ -249,6 +272,7 @@ class ResNet(nn.Module):
                 x = block(
                     w * 2**s,
                     stride=2 if (s > 0 and j == 0) else 1,
+                    norm=self.norm,
                     norm_groups=self.norm_groups,
                     name=f"stage_{s}_block_{j}",
                     **kw,

@@ -1,4 +1,4 @@
-"""LayerNorm, RMSNorm and GroupNorm with logically named parameters, computed in float32."""
+"""LayerNorm, RMSNorm, GroupNorm and FrozenBatchNorm with logically named parameters, computed in float32."""
 
 from typing import Any
 
@@ -102,6 +102,38 @@ class GroupNorm(nn.Module):
         )
         mult = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
         return (centred * mult.reshape(shape) + bias.astype(jnp.float32)).astype(self.dtype)
+
+
+class FrozenBatchNorm(nn.Module):
+    """[B, ..., C] -> [B, ..., C]: x * scale + bias per channel, a BatchNorm in inference form.
+
+    A trained BatchNorm's running statistics fold into the affine: scale = gamma / sqrt(var + eps), bias =
+    beta - mean * scale (`fold_batch_norm`). That is how released BatchNorm checkpoints (CLIP's ResNets)
+    run in the stateless trainer, as detectron2's FrozenBatchNorm2d does; the two params train like any
+    other unless frozen (config.optim.freeze). It does not normalize, so it is for loaded weights, not for
+    training a tower from scratch (use GroupNorm). Params have GroupNorm's names and shapes.
+    """
+
+    scale_init: Any = nn.initializers.ones
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """[B, ..., C] -> [B, ..., C]."""
+        c = x.shape[-1]
+        scale = self.param("scale", nn.with_logical_partitioning(self.scale_init, ("norm",)), (c,), self.param_dtype)
+        bias = self.param(
+            "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (c,), self.param_dtype
+        )
+        return (x.astype(jnp.float32) * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
+
+
+def fold_batch_norm(gamma, beta, mean, var, epsilon: float = 1e-5):
+    """BatchNorm weight, bias, running mean, running var [C] (numpy) -> FrozenBatchNorm (scale, bias) [C]."""
+    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + epsilon)
+    bias = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale
+    return scale.astype(np.float32), bias.astype(np.float32)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}

@@ -280,8 +280,8 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     return results
 
 
-def evaluate_latest(config, workdir: str | Path, *, write_results: bool = True) -> dict[str, float]:
-    """Restores the newest checkpoint in workdir, runs the evals, writes results.json (unless write_results=False).
+def restore_latest(config, workdir: str | Path):
+    """-> (Experiment, params, step) of the newest checkpoint in workdir (for evaluation and analysis scripts).
 
     The config may differ from the training one in anything that leaves the parameter tree unchanged, e.g.
     `model.image.token_merging` to evaluate a trained model with ToMe switched on (benchmarks/token_merging.py).
@@ -290,11 +290,23 @@ def evaluate_latest(config, workdir: str | Path, *, write_results: bool = True) 
     exp = Experiment(config, workdir)
     state, shardings = exp.create_state()
     ckpt = Checkpointer(workdir, async_save=False)
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints: train first")
-    state, _, step = ckpt.restore(state, shardings)
-    ckpt.close()
-    results = exp.evaluate(state.params, step)
+    try:
+        if ckpt.latest_step() is None:
+            raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints: train first")
+        state, _, step = ckpt.restore(state, shardings)
+    finally:
+        ckpt.close()
+    return exp, state.params, step
+
+
+def evaluate_latest(config, workdir: str | Path, *, write_results: bool = True) -> dict[str, float]:
+    """Restores the newest checkpoint in workdir, runs the evals, writes results.json (unless write_results=False).
+
+    The config may differ from the training one as `restore_latest` allows.
+    """
+    workdir = Path(workdir)
+    exp, params, step = restore_latest(config, workdir)
+    results = exp.evaluate(params, step)
     results["train_steps"] = float(step)
     if write_results and jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
