@@ -21,9 +21,14 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.model.temperature_init = 2.6593  # log(1 / 0.07)
     c.model.bias_init = None
     c.evals.zeroshot = ml_collections.ConfigDict(dict(
-        kind="zeroshot", split="test", n=512, tasks=("shape", "color"), templates="ensemble_image",
+        kind="zeroshot", split="test", n=512, tasks=("shape", "color"), templates="ensemble_image", marginalize=(),
         # NOTE: zero-shot on single-object scenes, the analogue of one labelled object per image.
         world_overrides={"objects": {"count": (1, 1)}}))
+    # NOTE: the same scenes and templates, each class prompt averaged over every value of the attributes the
+    # captions name beside it ("a photo of a medium red {}"): captions never name a shape without its size and
+    # color, and bare class prompts sit off that distribution (docs/clip_shape_study.md, last section).
+    c.evals.zeroshot_attr = c.evals.zeroshot.copy_and_resolve_references()
+    c.evals.zeroshot_attr.marginalize = ("size", "color", "shape")
     c.evals.retrieval = ml_collections.ConfigDict(dict(kind="retrieval", split="test", n=512, caption="caption"))
     if arg == "tiny":
         c.data.world.objects.count = (1, 2)

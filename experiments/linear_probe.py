@@ -1,6 +1,6 @@
 """Linear probe of a trained two-tower's image embedding on world attributes (shape, color).
 
-  python experiments/linear_probe.py --config configs/clip.py:tiny --workdir runs/demo [--config.k=v ...]
+  python experiments/linear_probe.py --config configs/clip.py:tiny --workdir runs/demo [--per_class] [--config.k=v ...]
 
 Embeds single-object scenes (train split for fitting, test split for scoring) with the newest
 checkpoint in --workdir and fits a ridge-regularized least-squares one-vs-all classifier per
@@ -15,11 +15,16 @@ import sys
 import numpy as np
 
 
-def ridge_probe(x_train, y_train, x_test, y_test, num_classes: int, ridge: float = 1e-2) -> float:
-    """[N, D] features + int labels -> test accuracy of a one-vs-all least-squares probe."""
+def ridge_predict(x_train, y_train, x_test, num_classes: int, ridge: float = 1e-2) -> np.ndarray:
+    """[N, D] train features + int labels, [M, D] test features -> int [M] one-vs-all least-squares predictions."""
     a = np.c_[x_train, np.ones(len(x_train))]
     w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ np.eye(num_classes)[y_train])
-    return float(((np.c_[x_test, np.ones(len(x_test))] @ w).argmax(1) == y_test).mean())
+    return (np.c_[x_test, np.ones(len(x_test))] @ w).argmax(1)
+
+
+def ridge_probe(x_train, y_train, x_test, y_test, num_classes: int, ridge: float = 1e-2) -> float:
+    """[N, D] features + int labels -> test accuracy of a one-vs-all least-squares probe."""
+    return float((ridge_predict(x_train, y_train, x_test, num_classes, ridge) == y_test).mean())
 
 
 def main(argv=None):
@@ -30,6 +35,7 @@ def main(argv=None):
     p.add_argument("--workdir", required=True)
     p.add_argument("--n_train", type=int, default=1500)
     p.add_argument("--n_test", type=int, default=500)
+    p.add_argument("--per_class", action="store_true", help="also print each class's recall")
     args = p.parse_args([a for a in argv if not a.startswith("--config.")])
 
     import flax.linen as nn
@@ -60,8 +66,11 @@ def main(argv=None):
     x_te, y_te = features("test", args.n_test)
     print(f"checkpoint step {step}: linear probe on the image embedding ({args.n_train} train / {args.n_test} test)")
     for t in tasks:
-        acc = ridge_probe(x_tr, y_tr[t], x_te, y_te[t], world.num_classes(f"main_{t}"))
-        print(f"  {t:<6} {acc:.3f}")
+        pred = ridge_predict(x_tr, y_tr[t], x_te, world.num_classes(f"main_{t}"))
+        print(f"  {t:<6} {(pred == y_te[t]).mean():.3f}")
+        if args.per_class:
+            recall = [f"{c} {(pred == y_te[t])[y_te[t] == k].mean():.3f}" for k, c in enumerate(world.class_names(t))]
+            print("    recall: " + ", ".join(recall))
 
 
 if __name__ == "__main__":

@@ -287,11 +287,18 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
     from vljax.config import load_config
     from vljax.convert.init import load_pretrained
     from vljax.train.loop import Experiment
+    from vljax.train.optim import make_optimizer
 
     path, sd, layers, heads = clip_resnet_checkpoint
     cfg = load_config(
         "configs/clip.py:tiny_resnet",
-        ["--config.model.image.norm=frozen_batch", f"--config.init.image=open_clip:{path}"],
+        [
+            "--config.model.image.norm=frozen_batch",
+            f"--config.init.image=open_clip:{path}",
+            # the folded BatchNorms kept fixed while the convs fine-tune (docs/pretrained.md)
+            """--config.optim.freeze=("^img_tower/.*norm",)""",
+            "--config.optim.warmup_steps=0",
+        ],
     )
     exp = Experiment(cfg, str(tmp_path / "run"))
     state, _ = exp.create_state()
@@ -300,6 +307,13 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
     ours = np.asarray(exp.model.apply({"params": params}, x, method=lambda m, im: m.img_tower(im)))
     assert _max_rel_err(ours, _clip_resnet_reference(sd, x, layers, heads, norm="batch")) <= 1e-5
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params["txt_tower"], state.params["txt_tower"]))
+    tx, _ = make_optimizer(cfg.optim, params)
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    tower = updates["img_tower"]
+    assert float(jnp.abs(tower["stage_1_block_0"]["conv_2"]["kernel"]).max()) > 0
+    norms = [v for k, v in tower.items() if "norm" in k]
+    norms += [v for k, block in tower.items() if k.startswith("stage_") for n, v in block.items() if "norm" in n]
+    assert len(norms) == 3 + 3 * 4 and all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(norms))
 
 
 def test_per_location_tokens_are_projected_values_and_resolution_resamples():

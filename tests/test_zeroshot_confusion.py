@@ -1,13 +1,19 @@
-"""experiments/zeroshot_confusion.py and vljax.eval.zeroshot.predict: the confusion matrix agrees with `vljax eval`."""
+"""Zero-shot predictions: experiments/zeroshot_confusion.py agrees with `vljax eval`; attribute-marginalized prompts;
+per-class recall of experiments/linear_probe.py."""
 
 import importlib.util
 from pathlib import Path
 
+import flax.linen as nn
+import jax
 import numpy as np
 import pytest
 
 from tests.test_train_loop import SMALL
 from vljax.config import load_config
+from vljax.data import tokenizer as tokenizer_lib
+from vljax.eval import zeroshot
+from vljax.eval.embed import eval_world
 from vljax.train import loop
 
 spec = importlib.util.spec_from_file_location(
@@ -15,7 +21,14 @@ spec = importlib.util.spec_from_file_location(
 )
 zc = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(zc)
-OVERRIDES = [*SMALL, "--config.train.steps=2"]
+OVERRIDES = [*SMALL, "--config.train.steps=2", "--config.evals.zeroshot_attr.n=32"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """-> (workdir, results) of a 2-step CLIP run with both zero-shot evals."""
+    workdir = tmp_path_factory.mktemp("zeroshot") / "run"
+    return workdir, loop.train_and_evaluate(load_config("configs/clip.py:tiny", OVERRIDES), workdir)
 
 
 def test_confusion_counts_and_table():
@@ -25,14 +38,48 @@ def test_confusion_counts_and_table():
     assert table[0].split()[-1] == "recall" and table[3].split()[-1] == "0.667"  # hexagon: 2 of 3
 
 
-def test_confusion_script_matches_eval(tmp_path, capsys):
-    workdir = tmp_path / "run"
-    results = loop.train_and_evaluate(load_config("configs/clip.py:tiny", OVERRIDES), workdir)
-    preds = zc.main(["--config", "configs/clip.py:tiny", "--workdir", str(workdir), *OVERRIDES])
+@pytest.mark.parametrize("name", ["zeroshot", "zeroshot_attr"])
+def test_confusion_script_matches_eval(run, name, capsys):
+    workdir, results = run
+    preds = zc.main(["--config", "configs/clip.py:tiny", "--workdir", str(workdir), "--eval", name, *OVERRIDES])
     for task in ("shape", "color"):
         labels, pred, classes = preds[task]
         assert len(labels) == 32 and pred.max() < len(classes)
-        assert float((pred == labels).mean()) == results[f"zeroshot/{task}_acc"]
+        assert float((pred == labels).mean()) == results[f"{name}/{task}_acc"]
     assert "zero-shot shape, accuracy" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match=r"config\.evals\.retrieval is not a zero-shot eval.*\['zeroshot'\]"):
-        zc.main(["--config", "configs/clip.py:tiny", "--workdir", str(workdir), "--eval", "retrieval", *OVERRIDES])
+
+
+def test_bad_eval_name_fails_clearly(run):
+    with pytest.raises(SystemExit, match=r"config\.evals\.retrieval is not a zero-shot eval.*'zeroshot'"):
+        zc.main(["--config", "configs/clip.py:tiny", "--workdir", str(run[0]), "--eval", "retrieval", *OVERRIDES])
+
+
+def test_marginalized_class_embedding_is_the_mean_over_phrases_and_templates(run):
+    cfg = load_config("configs/clip.py:tiny", OVERRIDES)
+    exp, params, _ = loop.restore_latest(cfg, run[0])
+    world = eval_world(exp, cfg.evals.zeroshot_attr)
+    phrases = world.attribute_phrases("shape", ("size", "color"))[:2]
+    templates = world.templates("en", "ensemble_image")
+    embed_texts = jax.jit(exp.encoders[1])
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        got = zeroshot.class_embeddings(exp, params, exp.encoders[1], phrases, templates)
+        bare = zeroshot.class_embeddings(exp, params, exp.encoders[1], world.class_names("shape")[:2], templates)
+        for k, ps in enumerate(phrases):
+            texts = [t.format(p) for p in ps for t in templates]
+            emb = np.asarray(embed_texts(params, tokenizer_lib.tokenize(exp.tokenizer, texts, cfg.data.max_len)))
+            emb = (emb / np.linalg.norm(emb, axis=-1, keepdims=True)).mean(0)
+            np.testing.assert_allclose(got[k], emb / np.linalg.norm(emb), atol=1e-5)  # float32 unit vectors
+    assert float(np.abs(got - bare).max()) > 1e-3  # the phrases change the class prompts
+
+
+def test_linear_probe_prints_per_class_recall(run, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "linear_probe", Path(__file__).resolve().parents[1] / "experiments" / "linear_probe.py"
+    )
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    args = ["--n_train", "64", "--n_test", "32", "--per_class", *OVERRIDES]
+    probe.main(["--config", "configs/clip.py:tiny", "--workdir", str(run[0]), *args])
+    out = capsys.readouterr().out
+    assert "linear probe on the image embedding (64 train / 32 test)" in out
+    assert out.count("recall: ") == 2 and "recall: circle " in out and "recall: red " in out

@@ -375,6 +375,23 @@ def test_multilingual_captions_and_templates_cover_every_language(world, scenes)
     assert len(base) == 4 and not set(base) & set(novel) and list(base + novel) == sorted(base + novel)
 
 
+def test_attribute_phrases_name_every_combination(world):
+    shapes, colors, sizes = (templates.class_names(t, "en", world.cfg) for t in ("shape", "color", "size"))
+    phrases = templates.attribute_phrases("shape", ("size", "color"), "en", world.cfg)
+    assert len(phrases) == len(shapes) and all(len(p) == len(sizes) * len(colors) for p in phrases)
+    for shape, ps in zip(shapes, phrases):
+        # every phrase parses back to its class and one (size, color) pair, and every pair occurs once
+        got = {(m[1], m[2]) for m in (parse.parse(f"a {p}", "en").mentions[0] for p in ps) if m[4] == shape}
+        assert got == {(z, c) for z in sizes for c in colors}
+    assert phrases[1][0] == f"{sizes[0]} {colors[0]} {shapes[1]}"  # the captions' word order: size color shape
+    for lang in LANGS:
+        by_color = templates.attribute_phrases("color", ("shape",), lang, world.cfg)
+        assert len({p for ps in by_color for p in ps}) == len(colors) * len(shapes)
+    for bad in (("shape", ("shape",)), ("shape", ("size", "size")), ("count", ("color",)), ("shape", ("weight",))):
+        with pytest.raises(ValueError, match="must be distinct attributes"):
+            templates.attribute_phrases(*bad, "en", world.cfg)
+
+
 # ------------------------------------------------------------------ refs, swap, misc fields
 def test_refs_resolve_uniquely(world, scenes):
     kinds = collections.Counter()

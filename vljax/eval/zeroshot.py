@@ -9,12 +9,18 @@ from vljax.eval.embed import embed_in_batches, eval_world, world_samples
 
 
 def class_embeddings(exp, params, embed_texts, classes, templates) -> np.ndarray:
-    """C class names x T templates -> [C, E]: mean of normalized template embeddings, renormalized."""
-    texts = [t.format(c) for c in classes for t in templates]
+    """C classes x T templates -> [C, E]: mean of normalized prompt embeddings, renormalized.
+
+    A class is a name, or a sequence of P phrases for it (`World.attribute_phrases`); its embedding is then the mean
+    over all P x T prompts.
+    """
+    phrases = [(c,) if isinstance(c, str) else tuple(c) for c in classes]
+    texts = [t.format(p) for ps in phrases for p in ps for t in templates]
     tokens = tokenizer_lib.tokenize(exp.tokenizer, texts, exp.config.data.max_len)
     emb = embed_in_batches(embed_texts, params, tokens, exp.config.eval_batch_size, exp.mesh)
     emb = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
-    emb = emb.reshape(len(classes), len(templates), -1).mean(1)
+    ends = np.cumsum([len(ps) * len(templates) for ps in phrases])[:-1]
+    emb = np.stack([part.mean(0) for part in np.split(emb, ends)])
     return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
 
 
@@ -29,17 +35,23 @@ def predict(exp, params, cfg) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[s
     img = embed_in_batches(embed_images, params, images, exp.config.eval_batch_size, exp.mesh)
     img = img / np.linalg.norm(img, axis=-1, keepdims=True)
     out = {}
+    marginalize = tuple(cfg.get("marginalize", ()) or ())
     for task in tasks:
         classes = tuple(world.class_names(task, "en"))
         templates = world.templates("en", cfg.get("templates", "ensemble_image"))
-        cls = class_embeddings(exp, params, embed_texts, classes, templates)
+        # NOTE: with `marginalize`, each class prompt also names every value of the other listed attributes
+        # ("a photo of a medium red {}"), averaged: captions always name them, bare class prompts do not.
+        others = tuple(a for a in marginalize if a != task)
+        prompts = world.attribute_phrases(task, others, "en") if others else classes
+        cls = class_embeddings(exp, params, embed_texts, prompts, templates)
         labels = np.array([s[f"labels/main_{task}"] for s in samples])
         out[task] = (labels, (img @ cls.T).argmax(-1), classes)
     return out
 
 
 def evaluate(exp, params, cfg) -> dict[str, float]:
-    """cfg: split, n, tasks (world label tasks, e.g. 'shape', 'color'), templates kind, world overrides."""
+    """cfg: split, n, tasks (world label tasks, e.g. 'shape', 'color'), templates kind, world overrides, and optional
+    marginalize (attributes, e.g. ('size', 'color', 'shape'): each task's prompts average over the others' values)."""
     out = {
         f"{task}_acc": float((pred == labels).mean()) for task, (labels, pred, _) in predict(exp, params, cfg).items()
     }

@@ -39,6 +39,11 @@ class TextAPI:
         """{class name: [attribute phrases]} (PCB-style descriptors)."""
         return templates_lib.descriptors(task, self.cfg)
 
+    def attribute_phrases(self, task: str, marginalize, lang: str = "en") -> tuple:
+        """Per class of `task`, its noun phrases with every value of the `marginalize` attributes
+        (('medium red circle', 'large red circle', ...) for shape over size and color)."""
+        return templates_lib.attribute_phrases(task, marginalize, lang, self.cfg)
+
     def base_novel(self, task: str) -> tuple:
         """(base classes, novel classes): sorted class names split in halves."""
         return templates_lib.base_novel(task, self.cfg)

@@ -121,6 +121,32 @@ def descriptors(task: str, config=None) -> dict:
     raise ValueError(f"unknown descriptor task {task!r}; valid: shape, color, size, texture, color_shape")
 
 
+# NOTE: the attributes a noun phrase can name besides its class, in concepts' id order.
+PHRASE_ATTRIBUTES = ("size", "color", "texture", "shape")
+
+
+def attribute_phrases(task: str, marginalize, lang: str = "en", config=None) -> tuple:
+    """-> per class of `task` (label order), the noun phrases naming it with every combination of the
+    `marginalize` attributes' values, in the language's word order: shape with ('size', 'color') gives
+    ('medium red circle', 'large red circle', 'medium blue circle', ...) for 'circle'. Zero-shot prompts
+    averaged over them leave out the attributes that captions always name but a class prompt does not."""
+    marginalize = tuple(marginalize)
+    bad = [a for a in (task, *marginalize) if a not in PHRASE_ATTRIBUTES]
+    if bad or task in marginalize or len(set(marginalize)) != len(marginalize):
+        raise ValueError(
+            f"attribute_phrases: task {task!r} and marginalize {marginalize} must be distinct attributes of "
+            f"{PHRASE_ATTRIBUTES}"
+        )
+    L = lexicon.language(lang)
+    ids = lambda a: [getattr(concepts, a.upper() + "S").index(v) for v in _inventory(a, config)]
+    combos = [{}]
+    for a in marginalize:
+        combos = [dict(c, **{a: i}) for c in combos for i in ids(a)]
+    return tuple(
+        tuple(rz.join(rz.np_pieces(L, rz.NP(**c, **{task: k})), False)[0] for c in combos) for k in ids(task)
+    )
+
+
 def base_novel(task: str, config=None) -> tuple:
     """task -> (base, novel): English class names sorted, first half base."""
     names = sorted(class_names(task, "en", config))
