@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vljax.config import load_config
+from vljax.config import load_config, split_overrides
 from vljax.experiments.flops import vit_dims
 from vljax.models.tomeformer import merge_schedule, parse_token_merging
 from vljax.models.vit import ViT
@@ -129,7 +129,7 @@ def off_the_shelf(args, overrides: list[str]) -> None:
 
 def main():
     argv = sys.argv[1:]
-    overrides = [a for a in argv if a.startswith("--config.")]
+    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--patch", type=int, default=8)
@@ -154,7 +154,7 @@ def main():
     p.add_argument("--skip_accuracy", action="store_true")
     p.add_argument("--from_workdir", default="", help="evaluate this trained run with ToMe at each --acc_rs")
     p.add_argument("--config", default="configs/clip.py:tiny", help="the config --from_workdir was trained with")
-    args = p.parse_args([a for a in argv if not a.startswith("--config.")])
+    args = p.parse_args(rest)
     if overrides and not args.from_workdir:
         p.error("--config.* overrides only apply with --from_workdir")
     if args.from_workdir:

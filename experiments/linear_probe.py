@@ -29,14 +29,16 @@ def ridge_probe(x_train, y_train, x_test, y_test, num_classes: int, ridge: float
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = [a for a in argv if a.startswith("--config.")]
+    from vljax.config import split_overrides
+
+    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--n_train", type=int, default=1500)
     p.add_argument("--n_test", type=int, default=500)
     p.add_argument("--per_class", action="store_true", help="also print each class's recall")
-    args = p.parse_args([a for a in argv if not a.startswith("--config.")])
+    args = p.parse_args(rest)
 
     import flax.linen as nn
     import jax

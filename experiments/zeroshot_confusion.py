@@ -37,12 +37,14 @@ def format_confusion(matrix: np.ndarray, classes) -> str:
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = [a for a in argv if a.startswith("--config.")]
+    from vljax.config import split_overrides
+
+    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--eval", default="zeroshot", help="name of the zero-shot eval in config.evals")
-    args = p.parse_args([a for a in argv if not a.startswith("--config.")])
+    args = p.parse_args(rest)
 
     import flax.linen as nn
     import jax

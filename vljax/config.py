@@ -41,6 +41,12 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return path, (arg or None)
 
 
+def split_overrides(argv: Iterable[str]) -> tuple[list[str], list[str]]:
+    """argv -> (the --config.a.b=v overrides, everything else): argparse cannot express the dotted keys."""
+    argv = list(argv)
+    return [a for a in argv if a.startswith("--config.")], [a for a in argv if not a.startswith("--config.")]
+
+
 def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
     """'configs/clip.py:tiny' (+ 'a.b=value' overrides) -> validated ConfigDict."""
     path, arg = split_spec(spec)

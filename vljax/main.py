@@ -155,9 +155,9 @@ def _report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vljax` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # NOTE: --config.a.b=v overrides are split off before argparse, which cannot express them.
-    overrides = [a for a in argv if a.startswith("--config.")]
-    rest = [a for a in argv if not a.startswith("--config.")]
+    from vljax.config import split_overrides
+
+    overrides, rest = split_overrides(argv)
     args = _parser().parse_args(rest)
     logging.basicConfig(level=os.environ.get("VLJAX_LOGLEVEL", "WARNING"))
     if args.command == "sweep":
