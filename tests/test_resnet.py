@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vljax.models import resnet as R
-from vljax.models.two_tower import image_tower
+from vljax.models.two_tower import image_tower, normalize_pixels
 from vljax.nn.norms import FrozenBatchNorm, GroupNorm, fold_batch_norm, group_norm_groups
 
 
@@ -287,6 +287,7 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
     from vljax.config import load_config
     from vljax.convert.init import load_pretrained
     from vljax.train.loop import Experiment
+    from vljax.models.two_tower import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, TwoTower
     from vljax.train.optim import make_optimizer
 
     path, sd, layers, heads = clip_resnet_checkpoint
@@ -298,14 +299,18 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
             # the folded BatchNorms kept fixed while the convs fine-tune (docs/pretrained.md)
             """--config.optim.freeze=("^img_tower/.*norm",)""",
             "--config.optim.warmup_steps=0",
+            "--config.model.pixel_norm=clip",  # CLIP's mean / std, as the released towers were trained
         ],
     )
     exp = Experiment(cfg, str(tmp_path / "run"))
     state, _ = exp.create_state()
     params = load_pretrained(cfg, state.params)
     x = np.random.default_rng(10).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-    ours = np.asarray(exp.model.apply({"params": params}, x, method=lambda m, im: m.img_tower(im)))
-    assert _max_rel_err(ours, _clip_resnet_reference(sd, x, layers, heads, norm="batch")) <= 1e-5
+    ours = np.asarray(exp.model.apply({"params": params}, x, method=TwoTower.encode_image))
+    # the reference gets [0, 1] pixels normalized by CLIP's mean / std, as CLIP's own preprocessing gives them
+    clip_pixels = ((x + 1) / 2 - np.array(CLIP_PIXEL_MEAN, np.float32)) / np.array(CLIP_PIXEL_STD, np.float32)
+    ref = _clip_resnet_reference(sd, clip_pixels, layers, heads, norm="batch")
+    assert _max_rel_err(ours, ref / np.linalg.norm(ref, axis=-1, keepdims=True)) <= 1e-5
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params["txt_tower"], state.params["txt_tower"]))
     tx, _ = make_optimizer(cfg.optim, params)
     updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
@@ -356,6 +361,8 @@ def test_blocks_start_as_identity_and_bad_configs_fail_clearly():
         R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, pool="gap", output_dim=4).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match=r"ResNet norm='batch' is not one of \('group', 'frozen_batch'\)"):
         R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, norm="batch").init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"pixel_norm='imagenet' is not one of \('none', 'clip'\)"):
+        normalize_pixels(x, "imagenet")
     with pytest.raises(ValueError, match="token_merging is a ViT option"):
         R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, token_merging={"r": 2}).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match=r"arch='convnext' is not one of \['resnet', 'vit'\]"):

@@ -80,6 +80,8 @@ def two_tower_model(size: str) -> ml_collections.ConfigDict:
     m.remat = "none"
     # 'auto' = cuDNN flash attention for unmasked 16-bit attention on GPU, XLA otherwise (vljax/nn/attention.py)
     m.attention_impl = "auto"
+    # 'none' = images as the methods feed them ([-1, 1]); 'clip' = OpenAI CLIP's mean / std, for its released towers
+    m.pixel_norm = "none"
     return m
 
 

@@ -32,7 +32,8 @@ def build(config, vocab_size: int) -> TwoTower:
     return TwoTower(image=image, text=text, embed_dim=int(m.embed_dim),
                     temperature_init=float(m.temperature_init),
                     bias_init=None if m.get("bias_init") is None else float(m.bias_init),
-                    img_proj_kind=m.get("img_proj_kind", "linear"), dtype=dtype(m.dtype))
+                    img_proj_kind=m.get("img_proj_kind", "linear"), pixel_norm=m.get("pixel_norm", "none"),
+                    dtype=dtype(m.dtype))
 
 
 def preprocess_images(images: jax.Array) -> jax.Array:

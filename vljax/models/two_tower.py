@@ -15,6 +15,21 @@ Dtype = Any
 MAX_LOGIT_SCALE = 100.0
 PROJ_KINDS = ("linear", "linear_bias", "none")
 IMAGE_ARCHS = {"vit": ViT, "resnet": ResNet}
+# NOTE: OpenAI CLIP's per-channel RGB mean / std over [0, 1] pixels, which its released towers were trained on.
+CLIP_PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
+PIXEL_NORMS = ("none", "clip")
+
+
+def normalize_pixels(images, kind: str):
+    """[B, H, W, 3] images in [-1, 1] (what the methods feed) -> the tower's input: as given ('none'), or CLIP's
+    mean / std normalization of the [0, 1] pixels ('clip', for released OpenAI / open_clip towers)."""
+    if kind == "none":
+        return images
+    if kind == "clip":
+        mean, std = jnp.asarray(CLIP_PIXEL_MEAN, images.dtype), jnp.asarray(CLIP_PIXEL_STD, images.dtype)
+        return ((images + 1) / 2 - mean) / std
+    raise ValueError(f"pixel_norm={kind!r} is not one of {PIXEL_NORMS}")
 
 
 def image_tower(image: dict, **kwargs) -> nn.Module:
@@ -44,6 +59,8 @@ class TwoTower(nn.Module):
     # NOTE: SigLIP has no image projection (the MAP head output is the embedding) and a biased text
     # head; 'none' / 'linear_bias' express those layouts exactly.
     img_proj_kind: str = "linear"
+    # NOTE: 'clip' re-normalizes the [-1, 1] inputs as OpenAI CLIP's towers expect (normalize_pixels).
+    pixel_norm: str = "none"
     txt_proj_kind: str = "linear"
     # NOTE: pretrained SigLIP learned scales above 100; None leaves exp(logit_scale) unclipped.
     max_logit_scale: float | None = MAX_LOGIT_SCALE
@@ -90,6 +107,7 @@ class TwoTower(nn.Module):
 
     def encode_image(self, images, train: bool = False, return_tokens: bool = False):
         """[B, H, W, 3] -> [B, E] (or ([B, E], [B, N, E]) with return_tokens=True)."""
+        images = normalize_pixels(images, self.pixel_norm)
         if return_tokens:
             pooled, tokens = self.img_tower(images, train=train, return_tokens=True)
             return self._finish(self.img_proj(pooled)), self._finish(self.img_proj(tokens))
