@@ -17,7 +17,6 @@ speed and accuracy in one row belong to one model.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vljax.config import load_config, split_overrides
+from vljax.config import load_config, parse_cli
 from vljax.experiments.flops import vit_dims
 from vljax.models.tomeformer import merge_schedule, parse_token_merging
 from vljax.models.vit import ViT
@@ -128,8 +127,6 @@ def off_the_shelf(args, overrides: list[str]) -> None:
 
 
 def main():
-    argv = sys.argv[1:]
-    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--patch", type=int, default=8)
@@ -154,7 +151,7 @@ def main():
     p.add_argument("--skip_accuracy", action="store_true")
     p.add_argument("--from_workdir", default="", help="evaluate this trained run with ToMe at each --acc_rs")
     p.add_argument("--config", default="configs/clip.py:tiny", help="the config --from_workdir was trained with")
-    args = p.parse_args(rest)
+    args, overrides = parse_cli(p)
     if overrides and not args.from_workdir:
         p.error("--config.* overrides only apply with --from_workdir")
     if args.from_workdir:

@@ -240,10 +240,8 @@ def _parse_sweep(text: str) -> tuple[str, list[str]]:
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from vljax.config import split_overrides
+    from vljax.config import parse_cli
 
-    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--steps", type=int, default=20)
@@ -251,7 +249,7 @@ def main(argv=None):
     p.add_argument("--sweep", default="", help="KEY=V1,V2: one vljax row per config value, side by side")
     p.add_argument("--profile", default="", help="trace the first row's steps into this dir and print the breakdown")
     p.add_argument("--profile_steps", type=int, default=3)
-    args = p.parse_args(rest)
+    args, overrides = parse_cli(p, argv)
     from vljax.config import load_config
 
     key, values = _parse_sweep(args.sweep) if args.sweep else (None, [None])

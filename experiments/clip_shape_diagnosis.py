@@ -66,10 +66,8 @@ def shape_swapped(captions, shapes_idx, shape_names, rng) -> list[str]:
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from vljax.config import split_overrides
+    from vljax.config import parse_cli
 
-    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/clip.py:tiny")
     p.add_argument("--steps", type=int, default=200)
@@ -79,7 +77,7 @@ def main(argv=None):
     p.add_argument("--n_train", type=int, default=6000, help="fixed train scenes (drawn with replacement)")
     p.add_argument("--n_probe", type=int, default=1500, help="of which the probe fits on the first n_probe")
     p.add_argument("--n_test", type=int, default=500)
-    args = p.parse_args(rest)
+    args, overrides = parse_cli(p, argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:

@@ -10,7 +10,6 @@ only from the image-text alignment (compare with zero-shot accuracy).
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
@@ -28,17 +27,15 @@ def ridge_probe(x_train, y_train, x_test, y_test, num_classes: int, ridge: float
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from vljax.config import split_overrides
+    from vljax.config import parse_cli
 
-    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--n_train", type=int, default=1500)
     p.add_argument("--n_test", type=int, default=500)
     p.add_argument("--per_class", action="store_true", help="also print each class's recall")
-    args = p.parse_args(rest)
+    args, overrides = parse_cli(p, argv)
 
     import flax.linen as nn
     import jax

@@ -12,7 +12,6 @@ probe separates but zero-shot confuses is lost on the text side.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
@@ -36,15 +35,13 @@ def format_confusion(matrix: np.ndarray, classes) -> str:
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from vljax.config import split_overrides
+    from vljax.config import parse_cli
 
-    overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--eval", default="zeroshot", help="name of the zero-shot eval in config.evals")
-    args = p.parse_args(rest)
+    args, overrides = parse_cli(p, argv)
 
     import flax.linen as nn
     import jax

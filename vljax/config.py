@@ -41,10 +41,16 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return path, (arg or None)
 
 
-def split_overrides(argv: Iterable[str]) -> tuple[list[str], list[str]]:
-    """argv -> (the --config.a.b=v overrides, everything else): argparse cannot express the dotted keys."""
-    argv = list(argv)
-    return [a for a in argv if a.startswith("--config.")], [a for a in argv if not a.startswith("--config.")]
+def parse_cli(parser, argv: Iterable[str] | None = None):
+    """argparse parser + argv (default sys.argv[1:]) -> (parsed args, the --config.a.b=v overrides).
+
+    The overrides are split off before argparse, which cannot express the dotted keys.
+    """
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = [a for a in argv if not a.startswith("--config.")]
+    return parser.parse_args(rest), [a for a in argv if a.startswith("--config.")]
 
 
 def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:

@@ -154,11 +154,9 @@ def _report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vljax` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from vljax.config import split_overrides
+    from vljax.config import parse_cli
 
-    overrides, rest = split_overrides(argv)
-    args = _parser().parse_args(rest)
+    args, overrides = parse_cli(_parser(), argv)
     logging.basicConfig(level=os.environ.get("VLJAX_LOGLEVEL", "WARNING"))
     if args.command == "sweep":
         return _sweep(args, overrides)

@@ -10,6 +10,12 @@ import numpy as np
 Dtype = Any
 
 
+def _norm_param(module: nn.Module, name: str, init, size: int) -> jax.Array:
+    """A norm's per-channel parameter `name` (scale or bias, [size], logical axis ('norm',)), as float32."""
+    param = module.param(name, nn.with_logical_partitioning(init, ("norm",)), (size,), module.param_dtype)
+    return param.astype(jnp.float32)
+
+
 class LayerNorm(nn.Module):
     """[..., D] -> [..., D] layer normalization (scale and bias named ('norm',))."""
 
@@ -27,15 +33,9 @@ class LayerNorm(nn.Module):
         mean = jnp.mean(xf, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
         y = (xf - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))
-        scale = self.param(
-            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype
-        )
-        y = y * scale.astype(jnp.float32)
+        y = y * _norm_param(self, "scale", nn.initializers.ones, d)
         if self.use_bias:
-            bias = self.param(
-                "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (d,), self.param_dtype
-            )
-            y = y + bias.astype(jnp.float32)
+            y = y + _norm_param(self, "bias", nn.initializers.zeros, d)
         return y.astype(self.dtype)
 
 
@@ -53,10 +53,7 @@ class RMSNorm(nn.Module):
         xf = x.astype(jnp.float32)
         ms = jnp.mean(jnp.square(xf), axis=-1, keepdims=True)
         y = xf * jnp.reciprocal(jnp.sqrt(ms + self.epsilon))
-        scale = self.param(
-            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype
-        )
-        return (y * scale.astype(jnp.float32)).astype(self.dtype)
+        return (y * _norm_param(self, "scale", nn.initializers.ones, d)).astype(self.dtype)
 
 
 def group_norm_groups(channels: int, max_groups: int = 32) -> int:
@@ -96,12 +93,12 @@ class GroupNorm(nn.Module):
         xf = x.astype(jnp.float32)
         centred = xf - per_group(jnp.sum(xf, axis=spatial)).reshape(shape)
         var = per_group(jnp.sum(jnp.square(centred), axis=spatial))
-        scale = self.param("scale", nn.with_logical_partitioning(self.scale_init, ("norm",)), (c,), self.param_dtype)
-        bias = self.param(
-            "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (c,), self.param_dtype
+        scale, bias = (
+            _norm_param(self, "scale", self.scale_init, c),
+            _norm_param(self, "bias", nn.initializers.zeros, c),
         )
-        mult = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
-        return (centred * mult.reshape(shape) + bias.astype(jnp.float32)).astype(self.dtype)
+        mult = jax.lax.rsqrt(var + self.epsilon) * scale
+        return (centred * mult.reshape(shape) + bias).astype(self.dtype)
 
 
 class FrozenBatchNorm(nn.Module):
@@ -122,11 +119,11 @@ class FrozenBatchNorm(nn.Module):
     def __call__(self, x):
         """[B, ..., C] -> [B, ..., C]."""
         c = x.shape[-1]
-        scale = self.param("scale", nn.with_logical_partitioning(self.scale_init, ("norm",)), (c,), self.param_dtype)
-        bias = self.param(
-            "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (c,), self.param_dtype
+        scale, bias = (
+            _norm_param(self, "scale", self.scale_init, c),
+            _norm_param(self, "bias", nn.initializers.zeros, c),
         )
-        return (x.astype(jnp.float32) * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
+        return (x.astype(jnp.float32) * scale + bias).astype(self.dtype)
 
 
 def fold_batch_norm(gamma, beta, mean, var, epsilon: float = 1e-5):
