@@ -39,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.shuffle_seed = 0
     c.data.num_threads = 2
     c.data.prefetch = 4
+    # NOTE: caption augmentation: each size / color (/ texture) word of a training caption is dropped with
+    # probability p (vljax.data.transforms.DropAttributeWords; docs/clip_shape_study.md). 0 = off.
+    c.data.attribute_drop = ml_collections.ConfigDict(dict(p=0.0, attributes=("size", "color")))
     c.tokenizer = ml_collections.ConfigDict(dict(kind="world", path=""))
     # Pretrained towers: '<format>:<path>' with format hf | open_clip | big_vision | vljax (docs/pretrained.md).
     c.init = ml_collections.ConfigDict(dict(image="", text="", model=""))

@@ -47,9 +47,12 @@ def per_host_batch_size(global_batch: int) -> int:
 
 def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_seed: int | None,
                   repeat: bool, num_threads: int = 2, prefetch: int = 8, drop_remainder: bool = True,
-                  pack: dict | None = None) -> grain.IterDataset:
+                  pack: dict | None = None, augment: grain.transforms.RandomMap | None = None,
+                  augment_seed: int = 0) -> grain.IterDataset:
     """Random-access source -> grain IterDataset of host batches (sharded by process).
 
+    augment: a random transform of the raw sample before `to_example` (e.g. transforms.DropAttributeWords);
+    grain draws its rng from (augment_seed, position in the stream), so a resumed iterator repeats it exactly.
     pack: dict(max_len=T, num_bins=N, pad_id=P) packs the (padded, 1-D) tokens / label_mask examples
     into rows [T] with segment_ids and positions (vljax.data.packing) before batching.
     """
@@ -60,6 +63,8 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
         ds = ds.repeat()
     if jax.process_count() > 1:
         ds = ds[jax.process_index()::jax.process_count()]
+    if augment is not None:
+        ds = ds.random_map(augment, seed=augment_seed)
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     if pack is not None:
         from vljax.data import packing

@@ -223,6 +223,81 @@ class SampleText(grain.transforms.RandomMap):
         return {**element, self.out: texts[int(rng.integers(len(texts)))]}
 
 
+# NOTE: the modifiers a caption can lose and stay a caption of the same scene, by WORLD.md 3.2 span type (the ids
+# of vljax.data.world.language.realize, not imported so that real-data pipelines do not load the world; a test
+# keeps them equal). The noun, counts, positions and relations carry the phrase's structure and stay.
+DROPPABLE_ATTRIBUTES = {"size": 2, "color": 3, "texture": 5}
+_COUNT_SPAN = 1
+
+
+def drop_attribute_words(text: str, spans: np.ndarray, attributes: Sequence[str], p: float,
+                         rng: np.random.Generator) -> str:
+    """Caption + its world span table int32 [S, 5] -> the caption with each attribute word dropped w.p. p.
+
+    "a medium red square and a large blue circle" -> e.g. "a square and a large circle". Each span of a
+    type in `attributes` (names of DROPPABLE_ATTRIBUTES) is dropped independently. An English indefinite
+    article is re-chosen for the word that now follows it ("an orange circle" -> "a circle").
+    """
+    types = set()
+    for a in attributes:
+        if a not in DROPPABLE_ATTRIBUTES:
+            raise ValueError(f"attribute {a!r} cannot be dropped from captions; valid: {sorted(DROPPABLE_ATTRIBUTES)}")
+        types.add(DROPPABLE_ATTRIBUTES[a])
+    spans = np.asarray(spans)
+    valid = spans[spans[:, 0] >= 0]
+    valid = valid[np.argsort(valid[:, 0], kind="stable")]
+    # NOTE: one draw per span, in span order, whether or not it is droppable, so the draws for one attribute
+    # do not depend on which others are listed.
+    drop = rng.random(len(valid)) < p
+    pieces, pos, article = [], 0, None
+    for (start, end, kind, _, concept), d in zip(valid.tolist(), drop):
+        if kind in types and d:
+            pieces.append(text[pos:start])
+            pos = end
+            continue
+        if article is not None:
+            # NOTE: the first kept word after an indefinite article decides a / an.
+            pieces[article] = "an" if text[start:end][:1].lower() in "aeiou" else "a"
+            article = None
+        pieces.append(text[pos:start])
+        if kind == _COUNT_SPAN and concept == 1 and text[start:end] in ("a", "an"):
+            article = len(pieces)
+        pieces.append(text[start:end])
+        pos = end
+    pieces.append(text[pos:])
+    return " ".join("".join(pieces).split())
+
+
+@dataclasses.dataclass(frozen=True)
+class DropAttributeWords(grain.transforms.RandomMap):
+    """str field + its span table -> the same caption with each size / color / texture word dropped w.p. `p`.
+
+    Caption augmentation for contrastive pre-training on the world: captions that sometimes omit an attribute
+    make the image tower match on the attributes left, and put the text tower's bare class prompts ("a
+    square") on the training distribution (docs/clip_shape_study.md, caption attribute dropout).
+    """
+
+    p: float
+    attributes: Sequence[str] = ("size", "color")
+    field: str = "caption"
+    spans_field: str = "spans/short"
+
+    def __post_init__(self):
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"attribute word drop probability p={self.p} is outside [0, 1]")
+        bad = [a for a in self.attributes if a not in DROPPABLE_ATTRIBUTES]
+        if bad or not self.attributes:
+            raise ValueError(f"attributes={tuple(self.attributes)}: give one or more of {sorted(DROPPABLE_ATTRIBUTES)}")
+
+    def random_map(self, element: Element, rng: np.random.Generator) -> Element:
+        """Rewrites element[field] from element[spans_field]."""
+        for k in (self.field, self.spans_field):
+            if k not in element:
+                raise KeyError(f"DropAttributeWords: field {k!r} missing from the sample; available: {sorted(element)}")
+        text = drop_attribute_words(str(element[self.field]), element[self.spans_field], self.attributes, self.p, rng)
+        return {**element, self.field: text}
+
+
 @dataclasses.dataclass(frozen=True)
 class Tokenize(grain.transforms.Map):
     """str field -> int32 [max_len]: bos ids eos, truncated (eos kept) and zero-padded."""

@@ -71,7 +71,9 @@ class Experiment:
         """grain IterDataset of host training batches."""
         cfg = self.config
         spec = self.method.data_spec(cfg)
-        src = self.world.source(cfg.data.split, fields=spec["fields"])
+        augment = self.caption_augment(spec)
+        fields = tuple(spec["fields"]) + ((augment.spans_field,) if augment else ())
+        src = self.world.source(cfg.data.split, fields=fields)
         if hasattr(self.method, "make_example"):
             # NOTE: methods with structured sequences (prompt + answer + label mask) build their own.
             to_example = lambda sample: self.method.make_example(sample, self.tokenizer, cfg)
@@ -89,7 +91,26 @@ class Experiment:
             pack = dict(max_len=int(cfg.data.max_len), num_bins=int(bins), pad_id=tokenizer_lib.PAD)
         return pipeline.build_dataset(src, to_example, cfg.train.batch_size, shuffle_seed=cfg.data.shuffle_seed,
                                       repeat=True, num_threads=cfg.data.num_threads, prefetch=cfg.data.prefetch,
-                                      pack=pack)
+                                      pack=pack, augment=augment, augment_seed=int(cfg.seed))
+
+    def caption_augment(self, spec: dict):
+        """config.data.attribute_drop -> transforms.DropAttributeWords for the training captions, or None.
+
+        Its draws are seeded by config.seed and the stream position (pipeline.build_dataset).
+        """
+        from vljax.data import transforms
+
+        drop = self.config.data.get("attribute_drop")
+        if drop is None or float(drop.p) == 0.0:
+            return None
+        name = self.config.method
+        if hasattr(self.method, "make_example") or "caption" not in spec["text_fields"]:
+            raise ValueError(f"config.data.attribute_drop.p={drop.p}: method {name!r} does not train on the world's "
+                             f"'caption' field (text fields: {sorted(spec['text_fields'])}); set it to 0")
+        world = self.config.data.world
+        # NOTE: the world's `caption` is always English (captions_ml/<lang> holds the other languages).
+        return transforms.DropAttributeWords(p=float(drop.p), attributes=tuple(drop.attributes), field="caption",
+                                             spans_field=f"spans/{world.caption.default}")
 
     def jit_step(self, shardings):
         """The jitted, donated train step with explicit in/out shardings."""
