@@ -230,6 +230,15 @@ DROPPABLE_ATTRIBUTES = {"size": 2, "color": 3, "texture": 5}
 _COUNT_SPAN = 1
 
 
+def _span_types(attributes: Sequence[str]) -> set[int]:
+    """Attribute names -> their span type ids; unknown names or none at all fail."""
+    bad = [a for a in attributes if a not in DROPPABLE_ATTRIBUTES]
+    if bad or not attributes:
+        raise ValueError(f"attributes={tuple(attributes)}: give one or more of {sorted(DROPPABLE_ATTRIBUTES)} "
+                         "(the words a caption can lose and still describe its scene)")
+    return {DROPPABLE_ATTRIBUTES[a] for a in attributes}
+
+
 def drop_attribute_words(text: str, spans: np.ndarray, attributes: Sequence[str], p: float,
                          rng: np.random.Generator) -> str:
     """Caption + its world span table int32 [S, 5] -> the caption with each attribute word dropped w.p. p.
@@ -238,11 +247,7 @@ def drop_attribute_words(text: str, spans: np.ndarray, attributes: Sequence[str]
     type in `attributes` (names of DROPPABLE_ATTRIBUTES) is dropped independently. An English indefinite
     article is re-chosen for the word that now follows it ("an orange circle" -> "a circle").
     """
-    types = set()
-    for a in attributes:
-        if a not in DROPPABLE_ATTRIBUTES:
-            raise ValueError(f"attribute {a!r} cannot be dropped from captions; valid: {sorted(DROPPABLE_ATTRIBUTES)}")
-        types.add(DROPPABLE_ATTRIBUTES[a])
+    types = _span_types(attributes)
     spans = np.asarray(spans)
     valid = spans[spans[:, 0] >= 0]
     valid = valid[np.argsort(valid[:, 0], kind="stable")]
@@ -285,9 +290,7 @@ class DropAttributeWords(grain.transforms.RandomMap):
     def __post_init__(self):
         if not 0.0 <= self.p <= 1.0:
             raise ValueError(f"attribute word drop probability p={self.p} is outside [0, 1]")
-        bad = [a for a in self.attributes if a not in DROPPABLE_ATTRIBUTES]
-        if bad or not self.attributes:
-            raise ValueError(f"attributes={tuple(self.attributes)}: give one or more of {sorted(DROPPABLE_ATTRIBUTES)}")
+        _span_types(self.attributes)
 
     def random_map(self, element: Element, rng: np.random.Generator) -> Element:
         """Rewrites element[field] from element[spans_field]."""
