@@ -50,6 +50,11 @@ def test_resnet_presets_build_clip_resnets():
     rn50 = load_config("configs/clip.py:rn50")
     assert (rn50.model.image.variant, rn50.model.embed_dim, rn50.data.world.resolution) == ("RN50", 1024, 224)
     assert (rn50.model.image.norm, rn50.model.image.norm_groups) == ("group", None)
+    # caption attribute dropout is the CLIP demo preset's alone; SigLIP's ResNet preset keeps whole captions
+    assert (c.data.attribute_drop.p, rn50.data.attribute_drop.p) == (0.75, 0.0)
+    sig = load_config("configs/siglip.py:tiny_resnet")
+    assert (sig.method, sig.model.image.arch, sig.data.attribute_drop.p, sig.model.bias_init) == (
+        "siglip", "resnet", 0.0, -10.0)
 
 
 def test_override_types_and_references():
