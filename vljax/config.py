@@ -46,8 +46,6 @@ def parse_cli(parser, argv: Iterable[str] | None = None):
 
     The overrides are split off before argparse, which cannot express the dotted keys.
     """
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     rest = [a for a in argv if not a.startswith("--config.")]
     return parser.parse_args(rest), [a for a in argv if a.startswith("--config.")]
