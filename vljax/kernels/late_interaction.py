@@ -394,9 +394,8 @@ def pallas(v, t, mv, mt, block_i=8, block_t=8, chunk_v=32, chunk_d=128, num_warp
     default 32 x 128 with 4 warps was the fastest of five tilings on an H200 (docs/kernels.md).
     Saved for the backward: two int32 argmax arrays, [Bi, Bt, Nv] and [Bi, Bt, Nt].
     """
-    backend = jax.default_backend()
-    if interpret is None:
-        interpret = backend not in ("gpu", "tpu")
+    backend = tiles.backend()
+    interpret = tiles.resolve_interpret(interpret, "late_interaction impl='pallas'")
     (bi, nv, d), (bt, nt, _) = v.shape, t.shape
     # NOTE: block sizes are powers of two (Triton) and at most the padded batch, so tiny batches are not padded to 8.
     block_i = min(block_i, pl.next_power_of_2(bi))
@@ -421,12 +420,12 @@ def pick_impl(bi, bt, nv, nt, backend=None):
     """Shape sizes (+ backend) -> 'naive' (tiny), 'pallas' (GPU) or 'chunked' (other backends).
 
     On an H200 at B=512, Nv=196, Nt=77, D=256 (bf16, docs/kernels.md) the Pallas kernel took 0.80x
-    the naive time at 1/72 of its memory, the chunked XLA path 1.50x at 1/247. The kernel's Mosaic
-    TPU lowering is unmeasured, so TPU and CPU take the chunked path.
+    the naive time at 1/72 of its memory, the chunked XLA path 1.50x at 1/247. The kernel is Triton's
+    (Mosaic rejects its block shapes, vljax.kernels.tiling), so TPU and CPU take the chunked path.
     """
     if bi * bt * nv * nt <= NAIVE_MAX_ELEMENTS:
         return "naive"
-    backend = backend or jax.default_backend()
+    backend = backend or tiles.backend()
     return "pallas" if backend == "gpu" else "chunked"
 
 

@@ -1,8 +1,49 @@
-"""Shared tile arithmetic for the Pallas kernels (Triton on GPU, interpret mode elsewhere)."""
+"""Shared tile arithmetic and backend choice for the Pallas kernels (Triton on GPU, interpret mode on CPU).
+
+The kernels are written for Triton. Mosaic (the TPU lowering of pallas_call) rejects their block
+shapes (its blocks need last two dims divisible by (8, 128) or whole), so on TPU the dispatchers pick
+the XLA paths and an explicit request for a compiled kernel fails with a message saying so.
+"""
 
 import jax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
+
+# NOTE: jax names the CUDA / ROCm platforms "gpu" in default_backend() but by vendor in some device lists.
+_PLATFORM_ALIASES = {"cuda": "gpu", "rocm": "gpu"}
+
+
+def backend() -> str:
+    """The platform the kernels lower for: 'gpu', 'tpu' or 'cpu'.
+
+    Under `jax.sharding.use_abstract_mesh` with an `AbstractDevice` (ahead-of-time lowering for another
+    platform, e.g. `jax.export(..., platforms=("tpu",))` from a CPU host) that device's platform;
+    otherwise jax's default backend.
+    """
+    device = jax.sharding.get_abstract_mesh().abstract_device
+    platform = device.platform if device is not None else jax.default_backend()
+    return _PLATFORM_ALIASES.get(platform, platform)
+
+
+def resolve_interpret(interpret, kernel: str) -> bool:
+    """interpret (None = by backend) -> whether pallas_call runs in the interpreter.
+
+    None: compiled on GPU (Triton), interpreted on CPU. A compiled call on TPU or CPU is refused with a
+    clear error (Mosaic's own is a block-shape message); interpret=True runs anywhere, slowly.
+    """
+    if interpret:
+        return True
+    platform = backend()
+    if platform == "gpu":
+        return False
+    if platform == "tpu":
+        raise ValueError(
+            f"{kernel}: the Pallas kernel is written for Triton (GPU) and does not lower through Mosaic on TPU; "
+            "use impl='auto' (the XLA path there) or interpret=True"
+        )
+    if interpret is None:
+        return True
+    raise ValueError(f"{kernel}: interpret=False needs a GPU, this backend is {platform!r}")
 
 
 def round_up(n, multiple):
@@ -28,6 +69,6 @@ def tile(n, chunk, backend):
 
 def compiler_params(interpret, num_warps=4, num_stages=None):
     """Triton parameters on GPU (jax's default GPU lowering is Mosaic GPU, which these kernels do not target)."""
-    if interpret or jax.default_backend() != "gpu":
+    if interpret or backend() != "gpu":
         return None
     return pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages)

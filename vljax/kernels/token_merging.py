@@ -126,9 +126,8 @@ def match_pallas(metric, protect_cls=True, interpret=None, block=64, chunk=128):
     the second ranks A tokens by counting over `block`-sized chunks of all best scores, so on-chip
     memory stays O(block * chunk) whatever the token count.
     """
-    backend = jax.default_backend()
-    if interpret is None:
-        interpret = backend not in ("gpu", "tpu")
+    backend = tiling.backend()
+    interpret = tiling.resolve_interpret(interpret, "token merging impl='pallas'")
     a, b = metric[:, ::2], metric[:, 1::2]
     (bsz, na, c), nb = a.shape, b.shape[1]
     # NOTE: A rows are blocked (and ranked in chunks) by `block`, B tokens scanned by `chunk`.
@@ -191,7 +190,8 @@ def bipartite_soft_matching(metric, r, protect_cls=True, impl="auto", interpret=
         raise ValueError(f"r must be >= 0, got {r}")
     r = min(int(r), max_merge(metric.shape[1], protect_cls))
     if impl == "auto":
-        impl = "pallas" if jax.default_backend() in ("gpu", "tpu") else "reference"
+        # NOTE: the kernel is Triton's; Mosaic (TPU) rejects its block shapes (vljax.kernels.tiling).
+        impl = "pallas" if tiling.backend() == "gpu" else "reference"
     metric = lax.stop_gradient(metric)
     if impl == "pallas":
         best_idx, _, rank = match_pallas(metric, protect_cls, interpret)

@@ -6,8 +6,10 @@ text-to-image scores; both matrices are indexed [image, text] and the positives 
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import AxisType, PartitionSpec as P
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 
+from vljax.kernels import tiling as tiles
 from vljax.kernels.late_interaction import late_interaction
 
 
@@ -70,7 +72,7 @@ def filip_loss(v, t, mv=None, mt=None, scale=1.0, mesh=None, axes=("data", "fsdp
     body = lambda v, t, mv, mt, s: _sharded_loss(v, t, mv, mt, s, axes, impl)
     # NOTE: jax 0.10's Pallas interpreter drops varying-axis types inside its grid loop, so the CPU
     # interpret path runs without the vma check; compiled kernels keep it (their outputs carry the type).
-    check_vma = not (impl == "pallas" and jax.default_backend() not in ("gpu", "tpu"))
+    check_vma = not (impl == "pallas" and tiles.backend() != "gpu")
     sharded = jax.shard_map(
         body, mesh=mesh, in_specs=(batch, batch, batch, batch, P()), out_specs=P(), check_vma=check_vma
     )

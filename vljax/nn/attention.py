@@ -39,7 +39,7 @@ def resolve_attention_impl(impl: str, *, dtype, head_dim: int, masked: bool, dro
     """
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention_impl={impl!r} is not one of {ATTENTION_IMPLS}")
-    backend = backend or jax.default_backend()
+    backend = backend or tiles.backend()
     if impl == "cudnn":
         if backend != "gpu":
             raise ValueError(f"attention_impl='cudnn' needs a GPU backend, this one is {backend!r}; use 'auto' or 'xla'")
@@ -94,7 +94,8 @@ def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, 
     """[B, N, H, K] x3 (self-attention, H kv heads) -> [B, N, H, K] via jax's Pallas flash-attention kernel.
 
     N is padded to a multiple of the block; padded keys get segment id 0 and real ones 1, so real queries
-    never attend to padding. Forward and backward are Triton kernels on GPU, the interpreter elsewhere.
+    never attend to padding. Forward and backward are Triton kernels on GPU and run in the interpreter on
+    CPU; on TPU the call is refused (vljax.kernels.tiling.resolve_interpret) unless interpret=True.
     """
     from jax.experimental.pallas.ops.gpu import attention as pallas_mha
 
@@ -104,8 +105,7 @@ def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, 
             f"attention_impl='pallas' needs self-attention with as many kv heads as heads; got q {q.shape}, "
             f"k {k.shape}"
         )
-    if interpret is None:
-        interpret = jax.default_backend() != "gpu"
+    interpret = tiles.resolve_interpret(interpret, "attention_impl='pallas'")
     # NOTE: Triton blocks are powers of two >= 16 (the shared tile arithmetic of vljax's own kernels).
     blk = min(block, tiles.padded_length(n, "gpu"))
     padded = tiles.round_up(n, blk)

@@ -1,0 +1,147 @@
+"""TPU readiness without a TPU: every dispatch lowers for TPU (cross-platform export on CPU).
+
+The Pallas kernels are Triton kernels; Mosaic, the TPU lowering of pallas_call, rejects their block
+shapes. So on TPU the dispatchers must pick the XLA paths, an explicit request for a compiled kernel
+must fail with a message that says what to do, and a whole train step must lower for TPU with no
+GPU-only custom call in it. Compiling the exported module needs libtpu, which is not here.
+"""
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import export
+
+from configs import clip as clip_config
+from configs import filip as filip_config
+from vljax.kernels import late_interaction as li
+from vljax.kernels import tiling
+from vljax.kernels import token_merging as tm
+from vljax.models.vit import ViT
+from vljax.train.loop import Experiment
+
+
+def _abstract_mesh(platform, kind):
+    device = jax.sharding.AbstractDevice(device_kind=kind, num_cores=1, platform=platform)
+    return jax.sharding.AbstractMesh((1,), ("data",), abstract_device=device)
+
+
+TPU = _abstract_mesh("tpu", "TPU v5 lite")
+
+
+def _tpu_module(fn, *shapes):
+    """fn, ShapeDtypeStructs -> StableHLO text of jit(fn) exported for TPU."""
+    return export.export(jax.jit(fn), platforms=("tpu",))(*shapes).mlir_module()
+
+
+def _custom_calls(text):
+    return sorted(set(re.findall(r'call_target_name = "([^"]+)"', text)))
+
+
+def test_backend_follows_the_abstract_device():
+    assert tiling.backend() == jax.default_backend()
+    with jax.sharding.use_abstract_mesh(TPU):
+        assert tiling.backend() == "tpu"
+    with jax.sharding.use_abstract_mesh(_abstract_mesh("cuda", "NVIDIA H100 80GB HBM3")):
+        assert tiling.backend() == "gpu"
+    with jax.set_mesh(jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])):
+        assert tiling.backend() == jax.default_backend()
+
+
+def test_resolve_interpret_by_backend(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert tiling.resolve_interpret(None, "k") is True  # CPU: the interpreter
+    assert tiling.resolve_interpret(True, "k") is True
+    with pytest.raises(ValueError, match="interpret=False needs a GPU"):
+        tiling.resolve_interpret(False, "k")
+    with jax.sharding.use_abstract_mesh(TPU):
+        for flag in (None, False):
+            with pytest.raises(ValueError, match=r"k: .*Triton.*Mosaic on TPU.*impl='auto'"):
+                tiling.resolve_interpret(flag, "k")
+        assert tiling.resolve_interpret(True, "k") is True
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert tiling.resolve_interpret(None, "k") is False
+
+
+def test_late_interaction_on_tpu_takes_the_chunked_path():
+    # B=512, Nv=196, Nt=77, D=256 (the issue's benchmark shape): the kernel's size on GPU.
+    b, nv, nt, d = 512, 196, 77, 256
+    assert li.pick_impl(b, b, nv, nt, backend="gpu") == "pallas"
+    shapes = (jax.ShapeDtypeStruct((b, nv, d), jnp.bfloat16), jax.ShapeDtypeStruct((b, nt, d), jnp.bfloat16))
+
+    def loss(v, t, impl):
+        i2t, t2i = li.late_interaction(v, t, impl=impl)
+        return jnp.sum(i2t) + jnp.sum(t2i)
+
+    with jax.sharding.use_abstract_mesh(TPU):
+        assert li.pick_impl(b, b, nv, nt) == "chunked"
+        text = _tpu_module(jax.grad(lambda v, t: loss(v, t, "auto"), argnums=(0, 1)), *shapes)
+        with pytest.raises(ValueError, match="late_interaction impl='pallas'.*Mosaic on TPU"):
+            _tpu_module(lambda v, t: loss(v, t, "pallas"), *shapes)
+    assert _custom_calls(text) == []
+
+
+def test_token_merging_vit_on_tpu_takes_the_reference_matching():
+    model = ViT(
+        width=384,
+        depth=2,
+        num_heads=6,
+        mlp_dim=1536,
+        patch_size=(16, 16),
+        image_size=224,
+        pool="cls",
+        token_merging={"r": 13},
+        dtype=jnp.bfloat16,
+    )
+    images = jax.ShapeDtypeStruct((4, 224, 224, 3), jnp.bfloat16)
+    params = jax.eval_shape(model.init, jax.random.key(0), images)
+    loss = lambda p, x: jnp.sum(model.apply(p, x).astype(jnp.float32))
+    metric = jax.ShapeDtypeStruct((4, 197, 64), jnp.float32)
+    with jax.sharding.use_abstract_mesh(TPU):
+        text = _tpu_module(jax.grad(loss), params, images)
+        with pytest.raises(ValueError, match="token merging impl='pallas'.*Mosaic on TPU"):
+            _tpu_module(lambda m: tm.bipartite_soft_matching(m, 13, impl="pallas").src_idx, metric)
+    # NOTE: bf16 unmasked attention would be cuDNN on a GPU ('auto'); on TPU it is XLA, with no custom call.
+    assert _custom_calls(text) == []
+
+
+@pytest.mark.parametrize("module,preset", [(clip_config, "tiny"), (filip_config, "tiny")])
+def test_train_step_lowers_for_tpu(monkeypatch, tmp_path, module, preset):
+    cfg = module.get_config(preset)
+    cfg.train.batch_size = 16
+    cfg.model.dtype = "bfloat16"
+    exp = Experiment(cfg, tmp_path)
+    state, shardings = exp.create_state()
+    step = exp.jit_step(shardings)
+    res, length = int(cfg.data.world.resolution), int(cfg.data.max_len)
+    batch = {
+        "image": jax.ShapeDtypeStruct((16, res, res, 3), jnp.uint8),
+        "text": jax.ShapeDtypeStruct((16, length), jnp.int32),
+    }
+    # NOTE: the trainer's concrete CPU mesh names the CPU as the platform, so the dispatch is pointed at TPU here.
+    monkeypatch.setattr(tiling, "backend", lambda: "tpu")
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        text = export.export(step, platforms=("tpu",))(state, batch).mlir_module()
+    assert _custom_calls(text) == []
+    assert "stablehlo.dot_general" in text
+
+
+def test_pallas_attention_is_refused_on_tpu():
+    model = ViT(
+        width=64,
+        depth=1,
+        num_heads=2,
+        mlp_dim=128,
+        patch_size=(8, 8),
+        image_size=32,
+        pool="gap",
+        attention_impl="pallas",
+        dtype=jnp.bfloat16,
+    )
+    images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.bfloat16)
+    params = jax.eval_shape(model.init, jax.random.key(0), images)
+    with jax.sharding.use_abstract_mesh(TPU), pytest.raises(ValueError, match="attention_impl='pallas'.*Mosaic"):
+        _tpu_module(model.apply, params, images)
