@@ -102,3 +102,58 @@ def test_init_towers_and_subtree(clip_dir, llama_dir, mesh, tmp_path):
     config.init = dict(model=f"hf:{llama_dir}")
     with pytest.raises(common.ConversionError, match=r"config\.init\.model: checkpoint params"):
         load_pretrained(config, params)
+
+
+@pytest.mark.parametrize(
+    "mean,std,expected",
+    [
+        ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711], "clip"),  # OpenAI CLIP
+        ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "none"),  # SigLIP: [-1, 1]
+        ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], None),  # ImageNet: no vljax setting matches
+    ],
+)
+def test_checkpoint_pixel_norm_from_the_preprocessor_config(tmp_path, mean, std, expected):
+    import json
+
+    from vljax.convert.init import checkpoint_pixel_norm
+
+    assert checkpoint_pixel_norm("hf", str(tmp_path)) is None  # no preprocessor_config.json
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": mean, "image_std": std}))
+    assert checkpoint_pixel_norm("hf", str(tmp_path)) == expected
+    assert checkpoint_pixel_norm("open_clip", "x.pt") == "clip"
+    assert checkpoint_pixel_norm("big_vision", "x.npz") == "none"
+    assert checkpoint_pixel_norm("vljax", str(tmp_path)) is None
+
+
+def test_init_warns_when_pixel_norm_differs_from_the_checkpoint(clip_dir, mesh, tmp_path, caplog):
+    import json
+    import shutil
+
+    folder = tmp_path / "clip"
+    shutil.copytree(clip_dir, folder)
+    # NOTE: what CLIPProcessor.save_pretrained writes next to a released CLIP (the fields read here).
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+        )
+    )
+    params = _fresh(hf.load_hf(folder, mesh), mesh, seed=3)
+    config = ml_collections.ConfigDict(
+        dict(
+            init=dict(image=f"hf:{folder}", text="", model=""),
+            model=dict(pixel_norm="none"),
+            sharding=dict(rules=[list(r) for r in DEFAULT_RULES]),
+        )
+    )
+    with caplog.at_level("WARNING", logger="vljax.convert.init"):
+        load_pretrained(config, params)
+    assert "expects config.model.pixel_norm='clip', the config has 'none'" in caplog.text
+    caplog.clear()
+    config.model.pixel_norm = "clip"
+    with caplog.at_level("WARNING", logger="vljax.convert.init"):
+        load_pretrained(config, params)
+    config.init = dict(image="", text=f"hf:{folder}", model="")  # a text tower alone: pixels do not matter
+    config.model.pixel_norm = "none"
+    with caplog.at_level("WARNING", logger="vljax.convert.init"):
+        load_pretrained(config, params)
+    assert "pixel_norm" not in caplog.text

@@ -12,14 +12,65 @@ align -> full, or a locked text tower taken from another run.
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from vljax.convert import common
 
 TOWERS = {"image": ("img_tower", "img_proj"), "text": ("txt_tower", "txt_proj")}
 CHECKPOINT = "checkpoint:"
+log = logging.getLogger(__name__)
+
+
+def checkpoint_pixel_norm(fmt: str, path: str) -> str | None:
+    """Converted source -> the `config.model.pixel_norm` its image tower was trained with, or None if unknown.
+
+    hf: from the folder's preprocessor_config.json (CLIP's mean / std -> 'clip', 0.5 / 0.5 -> 'none').
+    open_clip: 'clip' (OpenAI's towers and open_clip's own use CLIP's mean / std). big_vision: 'none'
+    (SigLIP's [-1, 1] pixels). vljax folders and training runs carry no preprocessing record: None.
+    """
+    from vljax.models.two_tower import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+
+    if fmt == "open_clip":
+        return "clip"
+    if fmt == "big_vision":
+        return "none"
+    if fmt != "hf":
+        return None
+    file = Path(path) / "preprocessor_config.json"
+    try:
+        pre = json.loads(file.read_text())
+        mean, std = (np.asarray(pre[k], np.float64) for k in ("image_mean", "image_std"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for kind, (m, s) in {"clip": (CLIP_PIXEL_MEAN, CLIP_PIXEL_STD), "none": ((0.5,) * 3, (0.5,) * 3)}.items():
+        if mean.shape == std.shape == (3,) and np.allclose(mean, m, atol=1e-3) and np.allclose(std, s, atol=1e-3):
+            return kind
+    return None
+
+
+def check_pixel_norm(config, field: str, fmt: str, path: str) -> str | None:
+    """Warns when an image tower is loaded under a pixel_norm other than its checkpoint's; returns the warning.
+
+    A mismatch trains and evaluates without error but feeds the tower pixels on another scale, which costs
+    accuracy silently (docs/pretrained.md, Images).
+    """
+    model = config.get("model") or {}
+    if field not in ("image", "model") or "pixel_norm" not in model:
+        return None
+    expected = checkpoint_pixel_norm(fmt, path)
+    if expected is None or expected == model.pixel_norm:
+        return None
+    msg = (f"config.init.{field}={fmt}:{path}: this checkpoint's image tower expects "
+           f"config.model.pixel_norm={expected!r}, the config has {model.pixel_norm!r}; "
+           f"set --config.model.pixel_norm={expected} unless the change is meant")
+    log.warning(msg)
+    return msg
 
 
 def parse_source(spec: str, field: str) -> tuple[str, str]:
@@ -48,8 +99,6 @@ def parse_checkpoint_source(spec: str, field: str) -> tuple[str, int | None]:
 
 def load_training_checkpoint(spec: str, params: dict, field: str = "model") -> dict:
     """'checkpoint:WORKDIR[@STEP]' + placed params -> the run's saved params, placed like `params`."""
-    from pathlib import Path
-
     from vljax.train.checkpoint import Checkpointer
 
     workdir, step = parse_checkpoint_source(spec, field)
@@ -125,6 +174,7 @@ def load_pretrained(config, params: dict) -> dict:
                                  f"top-level keys: {sorted(params)}")
             continue
         fmt, path = parse_source(source, field)
+        check_pixel_norm(config, field, fmt, path)
         if field == "model":
             params = _graft(params, load(fmt, path, mesh, rules=rules).params, field)
         elif field in TOWERS:
