@@ -92,3 +92,23 @@ def test_unknown_preset():
 def test_missing_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("configs/nope.py:tiny")
+
+
+def test_every_presets_world_evals_fit_their_splits():
+    # NOTE: an eval asking for more scenes than its split holds fails only after training; check it at config time.
+    import importlib
+    from pathlib import Path
+
+    checked = 0
+    for path in sorted(Path("configs").glob("*.py")):
+        for preset in importlib.import_module(f"configs.{path.stem}").PRESETS:
+            c = load_config(f"{path}:{preset}")
+            sizes = c.data.world.split_sizes
+            for name, e in c.evals.items():
+                if "n" in e and e.get("split") in sizes:
+                    assert e.n <= sizes[e.split], f"{path}:{preset} evals.{name}.n={e.n} > {e.split} size"
+                    checked += 1
+    assert checked > 20
+    demo = load_config("configs/clip.py:tiny_resnet")
+    # the demo's zero-shot evals read the whole test split
+    assert demo.evals.zeroshot.n == demo.evals.zeroshot_attr.n == demo.data.world.split_sizes.test == 2000
