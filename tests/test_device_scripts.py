@@ -4,6 +4,8 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -144,3 +146,15 @@ def test_train_throughput_times_the_resnet_two_tower_against_torch(capsys):
     if hasattr(model, "resnet"):
         x = torch.zeros(2, 3, 64, 64)
         assert model.resnet.body(x).shape == (2, 256, 4, 4) and model.resnet(x).shape == (2, 64)
+
+
+def test_dense_layout_benchmark_checks_equality_and_prints_ratios(capsys):
+    bench = _load("dense_layout")
+    bench.main(["--reps", "1", "--cases", "tiny_attn_out"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny_attn_out")]
+    fields = row[0].split()
+    assert len(row) == 1 and len(fields) == 10  # case, 4-int shape, three times, two ratios
+    times = [float(f) for f in fields[5:8]]
+    assert all(t > 0 for t in times) and float(fields[8]) == pytest.approx(times[0] / times[2], rel=0.01)
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "nope"])

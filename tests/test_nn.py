@@ -251,6 +251,66 @@ def test_mlp_matches_numpy(activation):
     np.testing.assert_allclose(np.asarray(got), ref, **F32_TOL)
 
 
+@pytest.mark.parametrize(
+    "x_shape,k_shape,n",
+    [((2, 5, 8), (8, 12), 1), ((2, 5, 8), (8, 3, 4), 1), ((2, 5, 3, 4), (3, 4, 8), 2), ((2, 4, 4, 6), (6, 10), 1)],
+)
+def test_contract_matches_float64_with_gradients(x_shape, k_shape, n):
+    from vljax.nn.dense import contract
+
+    rng = np.random.default_rng(3)
+    x, k = rng.normal(size=x_shape).astype(np.float32), rng.normal(size=k_shape).astype(np.float32)
+    g = rng.normal(size=x_shape[: len(x_shape) - n] + k_shape[n:])
+    axes = (tuple(range(len(x_shape) - n, len(x_shape))), tuple(range(n)))
+    np.testing.assert_allclose(np.asarray(contract(x, k, n)), np.tensordot(x.astype(np.float64), k, axes), **F32_TOL)
+    # the VJP of a contraction: dx = g . k over the output axes, dk = x . g over the leading axes
+    dx, dk = jax.vjp(lambda x, k: contract(x, k, n), x, k)[1](g.astype(np.float32))
+    lead, out = tuple(range(len(x_shape) - n)), tuple(range(n, len(k_shape)))
+    ref_dx = np.tensordot(g, k.astype(np.float64), (tuple(range(len(lead), g.ndim)), out))
+    ref_dk = np.tensordot(x.astype(np.float64), g, (lead, lead))
+    np.testing.assert_allclose(np.asarray(dx), ref_dx, **F32_TOL)
+    np.testing.assert_allclose(np.asarray(dk), ref_dk, **F32_TOL)
+    with pytest.raises(ValueError, match="does not end in the kernel's contracted axes"):
+        contract(x, k.reshape(-1, *k.shape[n:])[:1], 1)
+
+
+def test_flat_dot_general_is_dense_dot_general():
+    from vljax.nn.dense import flat_dot_general
+
+    rng = np.random.default_rng(4)
+    x, k = rng.normal(size=(3, 7, 5)).astype(np.float32), rng.normal(size=(5, 6)).astype(np.float32)
+    dense = ((2,), (0,)), ((), ())
+    np.testing.assert_allclose(
+        np.asarray(flat_dot_general(x, k, dense)), np.asarray(jax.lax.dot_general(x, k, dense)), **F32_TOL
+    )
+    # other dimension numbers (a batch dim, a non-last contraction) go to lax.dot_general unchanged
+    batched = ((2,), (1,)), ((0,), (0,))
+    kb = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    assert np.array_equal(np.asarray(flat_dot_general(x, kb, batched)), np.asarray(jax.lax.dot_general(x, kb, batched)))
+    a = nn.Dense(6, dot_general=flat_dot_general)
+    b = nn.Dense(6)
+    params = a.init(jax.random.key(0), x)
+    np.testing.assert_allclose(np.asarray(a.apply(params, x)), np.asarray(b.apply(params, x)), **F32_TOL)
+
+
+def test_dense_dot_is_2d_on_cpu_only():
+    from vljax.nn.dense import dense_dot
+
+    x, k = np.ones((2, 5, 8), np.float32), np.ones((8, 3, 4), np.float32)
+
+    def dot_ranks():
+        """Ranks of the dot_general's operands in dense_dot's jaxpr."""
+        eqns = jax.make_jaxpr(lambda x, k: dense_dot(x, k))(x, k).eqns
+        (dot,) = [e for e in eqns if e.primitive.name == "dot_general"]
+        return [v.aval.ndim for v in dot.invars]
+
+    assert dot_ranks() == [2, 2]
+    # NOTE: on TPU a merged token axis that is not a multiple of 8 would be a relayout copy: N-D dot there.
+    device = jax.sharding.AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ("data",), abstract_device=device)):
+        assert dot_ranks() == [3, 3]
+
+
 def test_block_branches_compose_and_remat_matches():
     x = jax.random.normal(jax.random.key(0), (2, 5, 16))
     kw = dict(num_heads=2, mlp_dim=32)

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vljax.nn.attention import MultiHeadAttention
+from vljax.nn.dense import dense_dot
 from vljax.nn.embeddings import resample_posemb
 from vljax.nn.norms import FrozenBatchNorm, GroupNorm
 from vljax.nn.transformer import REMAT_POLICIES
@@ -91,8 +92,9 @@ class PointwiseConv(nn.Module):
     """[B, H, W, Cin] -> [B, H, W, features]: a 1x1 convolution written as a channel contraction.
 
     Same parameter ("kernel" [1, 1, Cin, features]) and result as nn.Conv with a 1x1 kernel; XLA's CPU
-    backend runs the einsum as a plain matrix multiply, faster than its convolution path (with the GroupNorm
-    change, the demo preset's train step went 387.5 -> 259.8 ms, docs/performance.md).
+    backend runs the contraction as a plain matrix multiply, faster than its convolution path (with the
+    GroupNorm change, the demo preset's train step went 387.5 -> 259.8 ms, docs/performance.md), and as a
+    2-D one faster again (vljax.nn.dense).
     """
 
     features: int
@@ -104,7 +106,7 @@ class PointwiseConv(nn.Module):
     def __call__(self, x):
         """[B, H, W, Cin] -> [B, H, W, features]."""
         kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features), self.param_dtype)
-        return jnp.einsum("bhwc,cd->bhwd", x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
+        return dense_dot(x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
 
 
 def _conv(features, kernel, name, dtype, param_dtype, strides=1, axes=(None, None, "embed", "mlp")):

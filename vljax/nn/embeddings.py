@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vljax.nn.dense import flat_dot_general
+
 Dtype = Any
 
 
@@ -35,6 +37,7 @@ def patch_projection(width: int, use_bias: bool, dtype: Dtype, param_dtype: Dtyp
         param_dtype=param_dtype,
         kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("patch", "embed")),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+        dot_general=flat_dot_general,
         name=name,
     )
 

@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vljax.nn.dense import flat_dot_general
+
 Dtype = Any
 
 
@@ -41,6 +43,7 @@ class Mlp(nn.Module):
             param_dtype=self.param_dtype,
             kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]),
+            dot_general=flat_dot_general,
             name=label,
         )
 
