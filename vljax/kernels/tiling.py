@@ -14,7 +14,7 @@ _PLATFORM_ALIASES = {"cuda": "gpu", "rocm": "gpu"}
 
 
 def backend() -> str:
-    """The platform the kernels lower for: 'gpu', 'tpu' or 'cpu'.
+    """The platform being lowered for: 'gpu', 'tpu' or 'cpu' (kernel dispatch, vljax.nn.dense's layout).
 
     Under `jax.sharding.use_abstract_mesh` with an `AbstractDevice` (ahead-of-time lowering for another
     platform, e.g. `jax.export(..., platforms=("tpu",))` from a CPU host) that device's platform;
