@@ -54,23 +54,20 @@ def checkpoint_pixel_norm(fmt: str, path: str) -> str | None:
     return None
 
 
-def check_pixel_norm(config, field: str, fmt: str, path: str) -> str | None:
-    """Warns when an image tower is loaded under a pixel_norm other than its checkpoint's; returns the warning.
+def check_pixel_norm(config, field: str, fmt: str, path: str) -> None:
+    """Logs a warning when an image tower is loaded under a pixel_norm other than its checkpoint's.
 
     A mismatch trains and evaluates without error but feeds the tower pixels on another scale, which costs
     accuracy silently (docs/pretrained.md, Images).
     """
     model = config.get("model") or {}
     if field not in ("image", "model") or "pixel_norm" not in model:
-        return None
+        return
     expected = checkpoint_pixel_norm(fmt, path)
-    if expected is None or expected == model.pixel_norm:
-        return None
-    msg = (f"config.init.{field}={fmt}:{path}: this checkpoint's image tower expects "
-           f"config.model.pixel_norm={expected!r}, the config has {model.pixel_norm!r}; "
-           f"set --config.model.pixel_norm={expected} unless the change is meant")
-    log.warning(msg)
-    return msg
+    if expected is not None and expected != model.pixel_norm:
+        log.warning("config.init.%s=%s:%s: this checkpoint's image tower expects config.model.pixel_norm=%r, the "
+                    "config has %r; set --config.model.pixel_norm=%s unless the change is meant",
+                    field, fmt, path, expected, model.pixel_norm, expected)
 
 
 def parse_source(spec: str, field: str) -> tuple[str, str]:
