@@ -20,8 +20,10 @@ def backend() -> str:
     platform, e.g. `jax.export(..., platforms=("tpu",))` from a CPU host) that device's platform;
     otherwise jax's default backend.
     """
-    device = jax.sharding.get_abstract_mesh().abstract_device
-    platform = device.platform if device is not None else jax.default_backend()
+    # NOTE: getattr, so that a jax without abstract devices (or a mesh without one) falls back to the default
+    # backend instead of failing every kernel dispatch.
+    device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+    platform = getattr(device, "platform", None) or jax.default_backend()
     return _PLATFORM_ALIASES.get(platform, platform)
 
 
