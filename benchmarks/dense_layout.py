@@ -5,8 +5,9 @@
 Each row times jit(grad) of sum(layer(x)**2) with respect to the kernel(s) and x, all formulations in the
 same process, interleaved, median over --reps calls after a warm-up: `einsum` (jnp.einsum, what the attention
 projections and the ResNet's 1x1 convs used), `dot_general` (lax.dot_general over x's last axes, what
-flax's nn.Dense does) and `contract`. Ratios are each time / contract's (> 1: contract is faster). Shapes: the tiny presets' (batch 128, 64 image tokens of width 96, MLP 256, 3 heads
-of 32; the tiny ResNet's 1x1 convs) and a ViT-B/16 block at batch 8.
+flax's nn.Dense does) and `contract`. Ratios are each time / contract's (> 1: contract is faster).
+Shapes: the tiny presets' (batch 128, 64 image tokens of width 96, MLP 256, 3 heads of 32; the tiny
+ResNet's 1x1 convs) and a ViT-B/16 block at batch 8.
 """
 
 from __future__ import annotations

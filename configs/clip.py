@@ -86,8 +86,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             # of 3 seeds; 2000 scenes), R@1 0.725 -> 0.648. 0.8 gives the same mean shape and less color; 0.9 loses
             # color (docs/clip_shape_study.md).
             c.data.attribute_drop.p = 0.75
-            # NOTE: zero-shot on the whole test split (2000 single-object scenes, ~7 s of eval): at 512 scenes
-            # the standard error of a 0.9 accuracy is 0.013, as large as the seed-to-seed spread.
+            # NOTE: zero-shot on the whole test split (2000 single-object scenes; the demo's time outside training
+            # went 13.5 -> 14.6 s): at 512 scenes the standard error of a 0.9 accuracy is 0.013, as large as the
+            # seed-to-seed spread.
             for name in ("zeroshot", "zeroshot_attr"):
                 c.evals[name].n = 2000
         else:

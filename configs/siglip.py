@@ -20,8 +20,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     if arg == "tiny_resnet":
         # NOTE: CLIP's demo drops size / color words from captions (p 0.75); with the sigmoid loss that trades color
         # for shape instead (seed 0, 800 steps, 2000 scenes: p 0 / 0.6 / 0.75 give shape 0.580 / 0.742 / 0.827,
-        # color 0.997 / 1.000 / 0.351; docs/clip_shape_study.md). 0.6 looks better at one seed; until more seeds
-        # are run SigLIP keeps whole captions. Its zero-shot evals are the CLIP demo preset's (2000 scenes).
+        # color 0.997 / 1.000 / 0.351; docs/clip_shape_study.md). 0.6 looks better at two seeds; until a third
+        # is run SigLIP keeps whole captions. Its zero-shot evals are the CLIP demo preset's (2000 scenes).
         c.data.attribute_drop.p = 0.0
     return c
 
