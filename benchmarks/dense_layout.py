@@ -12,14 +12,14 @@ ResNet's 1x1 convs) and a ViT-B/16 block at batch 8.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import header, interleaved_ms, parse_cases
 
 # name: (x shape, kernel shape(s), einsum spec(s), contracted axes per kernel)
 CASES = {
@@ -62,18 +62,8 @@ def main(argv=None):
     import jax
     import jax.numpy as jnp
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=30)
-    p.add_argument("--cases", default=",".join(CASES))
-    flags = p.parse_args(argv)
-    cases = [c for c in flags.cases.split(",") if c]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        p.error(f"unknown cases {unknown}; available: {sorted(CASES)}")
-    print(
-        f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].platform}, float32, fwd+bwd, "
-        f"median of {flags.reps}"
-    )
+    flags, cases = parse_cases(__doc__, tuple(CASES), argv)
+    print(header(flags.reps))
     impls = ("einsum", "dot_general", "contract")
     print(
         f"{'case':16s} {'x':>18s} {'einsum ms':>10s} {'dot_general ms':>15s} {'contract ms':>12s} "
@@ -90,13 +80,8 @@ def main(argv=None):
         for impl in impls[1:]:
             for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(fns[impl](ks, x))):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4 * float(jnp.abs(a).max()))
-        times = {impl: [] for impl in fns}
-        for _ in range(flags.reps):
-            for impl, fn in fns.items():
-                t0 = time.perf_counter()
-                jax.block_until_ready(fn(ks, x))
-                times[impl].append(time.perf_counter() - t0)
-        e, d, c = (1e3 * float(np.median(times[i])) for i in impls)
+        med = interleaved_ms({impl: (lambda fn=fn, ks=ks, x=x: fn(ks, x)) for impl, fn in fns.items()}, flags.reps)
+        e, d, c = (med[i] for i in impls)
         print(f"{case:16s} {x_shape!s:>18s} {e:10.2f} {d:15.2f} {c:12.2f} {e / c:16.2f} {d / c:21.2f}")
 
 

@@ -158,3 +158,19 @@ def test_dense_layout_benchmark_checks_equality_and_prints_ratios(capsys):
     assert all(t > 0 for t in times) and float(fields[8]) == pytest.approx(times[0] / times[2], rel=0.01)
     with pytest.raises(SystemExit):
         bench.main(["--cases", "nope"])
+
+
+def test_mlp_layout_benchmark_checks_equality_and_prints_ratios(capsys, monkeypatch):
+    bench = _load("mlp_layout")
+    monkeypatch.setitem(bench.CASES, "mini", (2, 5, 8, 16))
+    bench.main(["--reps", "1", "--cases", "mini"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| mini")]
+    assert [r[2].strip() for r in rows] == [
+        "per-layer 2-D, erfc", "per-layer 2-D, erf", "whole MLP 2-D, erfc", "whole MLP 2-D, erf", "vljax Mlp"]
+    times, ratios = [float(r[3]) for r in rows], [float(r[4]) for r in rows]
+    # NOTE: the mini case's times are a few hundredths of a ms, printed to two decimals
+    assert all(t > 0 for t in times) and ratios[-1] == pytest.approx(times[0] / times[-1], rel=0.3)
+    # the float64 check before timing catches a formulation that drops a term
+    monkeypatch.setattr("vljax.nn.mlp.gelu", lambda h: h)
+    with pytest.raises(AssertionError, match="erf"):
+        bench.main(["--reps", "1", "--cases", "mini"])

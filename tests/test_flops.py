@@ -47,7 +47,9 @@ def test_conv_stem_matches_compiled_cost_analysis():
     compiled = _per_example(vit, x, batch)
     analytic = F.vit_flops(res, patch, width, depth, heads, mlp, pool="gap", stem="conv")
     plain = F.vit_flops(res, patch, width, depth, heads, mlp, pool="gap")
-    assert 0.93 * compiled <= analytic <= compiled, (analytic, compiled)
+    # NOTE: the analytic count takes every 3x3 window whole, XLA's leaves out the taps in the SAME padding (for the
+    # stem alone the analytic count is 2.6% above XLA's) and adds elementwise ops such as GELU, so either can be larger.
+    assert 0.93 * compiled <= analytic <= 1.03 * compiled, (analytic, compiled)
     # The stem is ~2.4x the patch dense's FLOPs here; the old count (patch dense) fell outside the band.
     assert not 0.93 * compiled <= plain <= compiled, (plain, compiled)
 

@@ -231,8 +231,23 @@ def test_norms_match_numpy(kind):
         make_norm("batchnorm")
 
 
+def test_gelu_matches_float64_with_derivative():
+    from vljax.nn.mlp import gelu
+
+    # NOTE: the erf form loses relative accuracy for x << 0 (1 + erf rounds), so the bound is absolute
+    x = np.concatenate([np.linspace(-12, 12, 2401), np.random.default_rng(0).normal(size=500) * 3])
+    val, grad = jax.jit(jax.vmap(jax.value_and_grad(gelu)))(jnp.asarray(x, jnp.float32))
+    cdf, pdf = 0.5 * (1 + erf(x / np.sqrt(2))), np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(np.asarray(val, np.float64), x * cdf, rtol=1e-6, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(grad, np.float64), cdf + x * pdf, rtol=1e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])  # CPU runs the MLP on flattened rows, elsewhere on [B, N, D]
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "quick_gelu", "swiglu"])
-def test_mlp_matches_numpy(activation):
+def test_mlp_matches_numpy(activation, backend, monkeypatch):
+    from vljax.kernels import tiling
+
+    monkeypatch.setattr(tiling, "backend", lambda: backend)
     x = np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32)
     mod = Mlp(mlp_dim=12, activation=activation)
     params = jax.jit(mod.init)(jax.random.key(0), x)

@@ -83,3 +83,22 @@ def test_linear_probe_prints_per_class_recall(run, capsys):
     out = capsys.readouterr().out
     assert "linear probe on the image embedding (64 train / 32 test)" in out
     assert out.count("recall: ") == 2 and "recall: circle " in out and "recall: red " in out
+
+
+def test_eval_round_embeds_the_shared_scenes_once(run, monkeypatch):
+    from vljax.eval import run_evals
+
+    cfg = load_config("configs/clip.py:tiny", OVERRIDES)
+    exp, params, _ = loop.restore_latest(cfg, run[0])
+    calls = []
+    embed = zeroshot.embed_in_batches
+    monkeypatch.setattr(zeroshot, "embed_in_batches", lambda fn, p, arrays, *a: calls.append(arrays.ndim) or
+                        embed(fn, p, arrays, *a))
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+        alone = {name: zeroshot.evaluate(exp, params, cfg.evals[name]) for name in ("zeroshot", "zeroshot_attr")}
+        assert calls.count(4) == 2  # outside a round each evaluator embeds its images
+        calls.clear()
+        flat = run_evals(exp, params, 0)
+    assert calls.count(4) == 1  # in a round zeroshot_attr reuses zeroshot's 32 scenes
+    for name, metrics in alone.items():
+        assert {k: flat[f"{name}/{k}"] for k in metrics} == metrics

@@ -15,12 +15,15 @@ _MODULES = {"captioning": "caption_metrics"}
 
 def run_evals(exp, params, step: int) -> dict[str, float]:
     """Runs every evaluator in exp.config.evals -> flat {name/metric: value}."""
+    from vljax.eval.embed import eval_round
+
     out = {}
-    for name, ecfg in exp.config.evals.items():
-        kind = ecfg.get("kind", name)
-        if kind not in EVALUATORS:
-            raise ValueError(f"config.evals.{name}.kind: unknown evaluator {kind!r}; available: {EVALUATORS}")
-        module = importlib.import_module(f"vljax.eval.{_MODULES.get(kind, kind)}")
-        for k, v in module.evaluate(exp, params, ecfg).items():
-            out[f"{name}/{k}"] = float(v)
+    with eval_round():
+        for name, ecfg in exp.config.evals.items():
+            kind = ecfg.get("kind", name)
+            if kind not in EVALUATORS:
+                raise ValueError(f"config.evals.{name}.kind: unknown evaluator {kind!r}; available: {EVALUATORS}")
+            module = importlib.import_module(f"vljax.eval.{_MODULES.get(kind, kind)}")
+            for k, v in module.evaluate(exp, params, ecfg).items():
+                out[f"{name}/{k}"] = float(v)
     return out

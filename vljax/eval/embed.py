@@ -1,7 +1,10 @@
 """Sharded embedding of eval images / texts: host arrays -> global batches -> jitted encoder -> host [N, E]."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+import contextvars
+import json
+from collections.abc import Callable, Hashable, Sequence
 
 import jax
 import numpy as np
@@ -32,6 +35,38 @@ def embed_in_batches(fn: Callable, params, arrays: np.ndarray, batch_size: int, 
         out = multihost_utils.process_allgather(out, tiled=True) if pc > 1 else np.asarray(out)
         outs.append(np.asarray(out, np.float32)[: batch_size - pad])
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+# NOTE: one dict per `run_evals` round (same params throughout), so evaluators that read the same scenes (zeroshot
+# and zeroshot_attr) render and embed them once; None outside a round, where nothing is kept.
+_ROUND_MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("vljax_eval_round_memo", default=None)
+
+
+@contextlib.contextmanager
+def eval_round():
+    """Scope in which `round_memo` keeps results: one round of evaluators on fixed params."""
+    token = _ROUND_MEMO.set({})
+    try:
+        yield
+    finally:
+        _ROUND_MEMO.reset(token)
+
+
+def round_memo(key: Hashable, compute: Callable):
+    """compute() once per `eval_round` for equal keys; outside a round, compute() every call."""
+    memo = _ROUND_MEMO.get()
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def overrides_key(cfg) -> str:
+    """An evaluator config's `world_overrides` as a canonical string (a memo key part)."""
+    overrides = cfg.get("world_overrides")
+    overrides = overrides.to_dict() if hasattr(overrides, "to_dict") else dict(overrides or {})
+    return json.dumps(overrides, sort_keys=True, default=str)
 
 
 def world_samples(world, split: str, n: int, fields: Sequence[str]) -> list[dict]:

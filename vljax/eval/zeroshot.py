@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vljax.data import tokenizer as tokenizer_lib
-from vljax.eval.embed import embed_in_batches, eval_world, world_samples
+from vljax.eval.embed import embed_in_batches, eval_world, overrides_key, round_memo, world_samples
 
 
 def class_embeddings(exp, params, embed_texts, classes, templates) -> np.ndarray:
@@ -30,10 +30,15 @@ def predict(exp, params, cfg) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[s
     embed_images, embed_texts = exp.encoders
     tasks = tuple(cfg.tasks)
     fields = ("image",) + tuple(f"labels/main_{t}" for t in tasks)
-    samples = world_samples(world, cfg.split, int(cfg.n), fields)
-    images = np.stack([s["image"] for s in samples])
-    img = embed_in_batches(embed_images, params, images, exp.config.eval_batch_size, exp.mesh)
-    img = img / np.linalg.norm(img, axis=-1, keepdims=True)
+
+    def scenes():
+        samples = world_samples(world, cfg.split, int(cfg.n), fields)
+        images = np.stack([s["image"] for s in samples])
+        img = embed_in_batches(embed_images, params, images, exp.config.eval_batch_size, exp.mesh)
+        return samples, img / np.linalg.norm(img, axis=-1, keepdims=True)
+
+    # NOTE: zeroshot and zeroshot_attr read the same scenes and differ only in their prompts
+    samples, img = round_memo(("zeroshot", cfg.split, int(cfg.n), fields, overrides_key(cfg)), scenes)
     out = {}
     marginalize = tuple(cfg.get("marginalize", ()) or ())
     for task in tasks:

@@ -21,6 +21,7 @@ from vljax.models.causal_lm import CausalLM
 from vljax.models.decoding import NEG_INF, prompt_positions
 from vljax.models.vit import ViT
 from vljax.nn.embeddings import PatchEmbed
+from vljax.nn.mlp import gelu
 
 Dtype = Any
 PROJECTORS = ("linear", "mlp", "pool_mlp")
@@ -73,7 +74,7 @@ class Projector(nn.Module):
             )
         if self.kind == "linear":
             return self._dense(self.out_dim, ("proj_in", "embed"), "fc")(x)
-        h = jax.nn.gelu(self._dense(self.out_dim, ("proj_in", "mlp"), "fc1")(x), approximate=False)
+        h = gelu(self._dense(self.out_dim, ("proj_in", "mlp"), "fc1")(x))
         return self._dense(self.out_dim, ("mlp", "embed"), "fc2")(h)
 
 
