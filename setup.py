@@ -42,8 +42,10 @@ setup(
         # reference implementations for the parity tests (never used by training)
         "interop": INTEROP,
         "notebooks": NOTEBOOKS,
-        # NOTE: pycocoevalcap = reference BLEU / CIDEr-D for tests/test_caption_metrics.py (pure Python scorers).
-        "dev": ["pytest>=8", "pytest-xdist>=3", "portpicker>=1.6", "pycocoevalcap==1.2"] + MEDIA + INTEROP + NOTEBOOKS,
+        # NOTE: pycocoevalcap = reference BLEU / CIDEr-D for tests/test_caption_metrics.py (pure Python scorers);
+        # ruff = the pyflakes check of tests/test_lint.py and `ruff format` (ruff.toml).
+        "dev": ["pytest>=8", "pytest-xdist>=3", "portpicker>=1.6", "pycocoevalcap==1.2", "ruff>=0.6"]
+        + MEDIA + INTEROP + NOTEBOOKS,
     },
     entry_points={"console_scripts": ["vljax=vljax.main:main"]},
 )

@@ -11,7 +11,6 @@ import pytest
 from jax import export
 
 from vljax.kernels import late_interaction as li
-from vljax.kernels import token_merging as tm
 from vljax.models.vit import ViT
 
 TRITON = "__gpu$xla.gpu.triton"

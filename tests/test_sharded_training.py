@@ -9,7 +9,6 @@ gradients, i.e. the round-off of reordered reductions across shards.
 """
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,7 +1,6 @@
 """text_pair: caption-pair InfoNCE for the text tower, and its chaining into a locked-text CLIP run."""
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax

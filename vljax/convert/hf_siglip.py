@@ -15,7 +15,6 @@ The image embedding is the MAP head output itself (img_proj_kind='none').
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 

@@ -220,7 +220,6 @@ def _ring_forward(img, txt, scale, bias, axes, n):
 def _ring_backward(img, txt, scale, bias, g, axes, n):
     """Per shard cotangents of the local loss sum: a second ring where dtxt travels with its chunk."""
     b = img.shape[0]
-    me = jax.lax.axis_index(axes)
     perm = [(j, (j + 1) % n) for j in range(n)]
     imgf = img.astype(jnp.float32)
 

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from vljax.data.world import concepts
-from vljax.data.world.rng import stream_generator, stream_rng
+from vljax.data.world.rng import stream_generator
 
 # Patch kinds; `frame` columns are (e1, e2, e3): for flat kinds e1/e2 are the edge vectors and e3 the unit normal,
 # for curved kinds the frame is orthonormal with e3 the axis.
