@@ -15,7 +15,6 @@ The image embedding is the MAP head output itself (img_proj_kind='none').
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from vljax.convert import hf_clip

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 
 from vljax.kernels import tiling
-from vljax.nn.dense import flat_dot_general
 
 Dtype = Any
 
@@ -56,7 +55,6 @@ class Mlp(nn.Module):
             param_dtype=self.param_dtype,
             kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]),
-            dot_general=flat_dot_general,
             name=label,
         )
 
@@ -67,8 +65,9 @@ class Mlp(nn.Module):
             raise ValueError(f"activation={self.activation!r} is not one of {sorted(ACTIVATIONS)}")
         lead, d = x.shape[:-1], x.shape[-1]
         act = ACTIVATIONS[self.activation]
-        # NOTE: on CPU the whole MLP runs on [B*N, D] rows, reshaped once in and once out; flattening each dense
-        # layer alone (dense_dot) left the [B, N, F] bias + GELU passes between them, and the MLP fwd + bwd is
+        # NOTE: on CPU the whole MLP runs on [B*N, D] rows, reshaped once in and once out (so its dense layers
+        # need no vljax.nn.dense layout of their own); flattening each dense layer alone (session 10's
+        # flat_dot_general) left the [B, N, F] bias + GELU passes between them, and the MLP fwd + bwd is
         # 1.75x faster with this and the erf GELU together, <= 1.13x with either alone (benchmarks/mlp_layout.py).
         # B stays the major factor of the merged axis, so its batch sharding carries over unchanged.
         flat = x.ndim > 2 and tiling.backend() == "cpu"
