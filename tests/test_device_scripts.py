@@ -174,3 +174,24 @@ def test_mlp_layout_benchmark_checks_equality_and_prints_ratios(capsys, monkeypa
     monkeypatch.setattr("vljax.nn.mlp.gelu", lambda h: h)
     with pytest.raises(AssertionError, match="erf"):
         bench.main(["--reps", "1", "--cases", "mini"])
+
+
+def test_cpu_scaling_ops_agree_across_frameworks_and_the_pinned_child_runs(capsys):
+    bench = _load("cpu_scaling")
+    torch = pytest.importorskip("torch")
+    cases = list(bench.CASES)
+    # NOTE: in-process children, the thread count left as it is (other tests share this process's torch).
+    results = {(fw, 1): bench.child(fw, torch.get_num_threads(), cases, 1) for fw in bench.FRAMEWORKS}
+    bench.check_agreement({f"{fw}": r for (fw, _), r in results.items()})
+    tampered = {case: dict(r) for case, r in results[("torch", 1)].items()}
+    tampered["layernorm"]["grad_norms"] = [g * 1.01 for g in tampered["layernorm"]["grad_norms"]]
+    with pytest.raises(AssertionError, match="layernorm"):
+        bench.check_agreement({"jax": results[("jax", 1)], "torch": tampered})
+    lines = bench.table(results, cases, ["jax", "torch"], [1]).splitlines()
+    assert len(lines) == 2 + len(cases) and lines[0].endswith("| jax/torch |")
+    # the real entry point: one pinned jax child, parsed back into the table
+    bench.main(["--frameworks", "jax", "--cores", "1", "--reps", "1", "--rounds", "1", "--cases", "softmax"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| softmax")]
+    assert len(row) == 1 and float(row[0].split("|")[2]) > 0
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "nope"])
