@@ -2,7 +2,9 @@
 
   python benchmarks/token_merging_kernel.py
   python benchmarks/token_merging_kernel.py --size 64,257,64 --r 19
-On CPU the kernel runs in interpret mode, so its time measures the emulator, not the kernel.
+The kernel is the Triton one (match_pallas) on GPU and CPU, the Mosaic one (match_mosaic) on TPU; each size
+first checks that the kernel's partners and ranks equal the reference's. On CPU the kernel runs in interpret
+mode, so its time measures the emulator, not the kernel.
 """
 
 import argparse
@@ -45,13 +47,18 @@ def main():
     flags = parser.parse_args()
     backend = jax.default_backend()
     tag = " (interpret)" if backend not in ("gpu", "tpu") else ""
-    print(f"backend={backend} r={flags.r} iters={flags.iters}")
+    kernel = tm.match_mosaic if backend == "tpu" else tm.match_pallas
+    print(f"backend={backend} r={flags.r} iters={flags.iters} kernel={kernel.__name__}")
     print("| B, N, C | reference match ms | pallas match ms | x reference | reference plan ms | pallas plan ms |")
     print("|---|---|---|---|---|---|")
     for b, n, c in flags.size or DEFAULT_SIZES:
         metric = jax.random.normal(jax.random.key(0), (b, n, c), jnp.float32)
+        want, got = jax.jit(tm.match_reference)(metric), jax.jit(kernel)(metric)
+        for name, i in (("partners", 0), ("ranks", 2)):
+            if not bool(jnp.array_equal(got[i], want[i])):
+                raise AssertionError(f"{kernel.__name__} at {(b, n, c)}: {name} differ from the reference")
         ref = _median_seconds(jax.jit(tm.match_reference), (metric,), flags.iters)
-        ker = _median_seconds(jax.jit(tm.match_pallas), (metric,), flags.iters)
+        ker = _median_seconds(jax.jit(kernel), (metric,), flags.iters)
         plan = lambda impl: jax.jit(lambda m: tm.bipartite_soft_matching(m, flags.r, impl=impl))
         ref_plan = _median_seconds(plan("reference"), (metric,), flags.iters)
         ker_plan = _median_seconds(plan("pallas"), (metric,), flags.iters)

@@ -1,9 +1,10 @@
 """TPU readiness without a TPU: every dispatch lowers for TPU (cross-platform export on CPU).
 
-The Pallas kernels are Triton kernels; Mosaic, the TPU lowering of pallas_call, rejects their block
-shapes. So on TPU the dispatchers must pick the XLA paths, an explicit request for a compiled kernel
-must fail with a message that says what to do, and a whole train step must lower for TPU with no
-GPU-only custom call in it. Compiling the exported module needs libtpu, which is not here.
+The late-interaction and token-merging kernels are Triton kernels; Mosaic, the TPU lowering of pallas_call,
+rejects their block shapes. So on TPU the dispatchers must pick the XLA paths, an explicit request for a
+Triton kernel must fail with a message that says what to do, and a whole train step must lower for TPU with
+no GPU-only custom call in it. Token merging's matching also has a Mosaic kernel, which impl='pallas' takes
+on TPU; it must lower to a tpu_custom_call. Compiling the exported module needs libtpu, which is not here.
 """
 
 import re
@@ -93,13 +94,47 @@ def test_late_interaction_on_tpu_takes_the_chunked_path():
 def test_token_merging_vit_on_tpu_takes_the_reference_matching():
     model, images, params = _bf16_vit(224, 16, width=384, depth=2, num_heads=6, pool="cls", token_merging={"r": 13})
     loss = lambda p, x: jnp.sum(model.apply(p, x).astype(jnp.float32))
-    metric = jax.ShapeDtypeStruct((4, 197, 64), jnp.float32)
     with jax.sharding.use_abstract_mesh(TPU):
         text = _tpu_module(jax.grad(loss), params, images)
-        with pytest.raises(ValueError, match="token merging impl='pallas'.*Mosaic on TPU"):
-            _tpu_module(lambda m: tm.bipartite_soft_matching(m, 13, impl="pallas").src_idx, metric)
     # NOTE: bf16 unmasked attention would be cuDNN on a GPU ('auto'); on TPU it is XLA, with no custom call.
     assert _custom_calls(text) == []
+    assert "tpu_custom_call" not in text
+
+
+def _mosaic_calls(text):
+    """StableHLO text -> how many Mosaic kernels (tpu_custom_call) it calls."""
+    return len(re.findall(r"custom_call @tpu_custom_call\(", text))
+
+
+def test_token_merging_opts_into_the_mosaic_kernel_on_tpu():
+    # impl='pallas' on TPU is the Mosaic kernel (match_mosaic): pallas_call lowers through Mosaic's block-shape
+    # and op rules into one tpu_custom_call. Compiling that call needs libtpu (not here), so this checks the
+    # lowering only; the kernel's numbers are checked in interpret mode (tests/test_token_merging.py).
+    metric = jax.ShapeDtypeStruct((4, 197, 64), jnp.float32)
+    with jax.sharding.use_abstract_mesh(TPU):
+        text = _tpu_module(lambda m: tm.bipartite_soft_matching(m, 13, impl="pallas").src_idx, metric)
+    assert _mosaic_calls(text) == 1
+    # the ViT with token_merging.impl='pallas': one kernel call per merging layer, in the gradient's forward
+    merging = {"r": 13, "impl": "pallas"}
+    model, images, params = _bf16_vit(224, 16, width=384, depth=2, num_heads=6, pool="cls", token_merging=merging)
+    loss = lambda p, x: jnp.sum(model.apply(p, x).astype(jnp.float32))
+    with jax.sharding.use_abstract_mesh(TPU):
+        text = _tpu_module(jax.grad(loss), params, images)
+    assert _mosaic_calls(text) == 2
+
+
+def test_mosaic_kernel_is_refused_off_tpu(monkeypatch):
+    metric = jnp.ones((1, 9, 8))
+    with jax.sharding.use_abstract_mesh(_abstract_mesh("cuda", "NVIDIA H100 80GB HBM3")):
+        with pytest.raises(ValueError, match="Mosaic kernel compiles only for TPU.*'gpu'"):
+            tm.match_mosaic(metric)
+        assert tiling.resolve_interpret_tpu(True, "k") is True
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert tiling.resolve_interpret_tpu(None, "k") is True
+    with pytest.raises(ValueError, match="only for TPU.*'cpu'"):
+        tiling.resolve_interpret_tpu(False, "k")
+    with jax.sharding.use_abstract_mesh(TPU):
+        assert tiling.resolve_interpret_tpu(None, "k") is False
 
 
 @pytest.mark.parametrize("module,preset", [(clip_config, "tiny"), (filip_config, "tiny")])

@@ -75,6 +75,36 @@ def test_match_kernel_in_blocks_and_chunks_equals_reference():
     np.testing.assert_array_equal(np.asarray(got[2]), np.asarray(want[2]))
 
 
+@pytest.mark.parametrize(
+    "n,c,protect,chunk,dtype",
+    [
+        (17, 12, True, 128, jnp.float32),
+        (16, 12, False, 128, jnp.float32),
+        (65, 10, True, 8, jnp.float32),  # B scanned in 4 chunks of 8 (with padding)
+        (577, 20, True, 64, jnp.float32),  # 289 A tokens: 3 lane tiles, ranked in 3 chunks of 128
+        (24, 16, True, 128, jnp.bfloat16),
+    ],
+)
+def test_mosaic_match_kernel_equals_reference_in_interpret_mode(n, c, protect, chunk, dtype):
+    metric = _tokens(n + c, b=2, n=n, c=c, dtype=dtype)
+    got = jax.jit(lambda m: tm.match_mosaic(m, protect, interpret=True, chunk=chunk))(metric)
+    want = _match_reference(metric, protect_cls=protect)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    np.testing.assert_allclose(np.asarray(got[1]), np.asarray(want[1]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got[2]), np.asarray(want[2]))
+
+
+def test_mosaic_match_kernel_never_matches_padding():
+    # The only B token is the negative of A token 1 (cosine -1); B is padded to 8 rows of zeros (cosine 0),
+    # which must never win.
+    x = jax.random.normal(jax.random.key(3), (2, 1, 12))
+    y = jax.random.normal(jax.random.key(4), (2, 1, 12))
+    metric = jnp.concatenate([x, -y, y], axis=1)
+    idx, score, rank = tm.match_mosaic(metric, True, interpret=True)
+    np.testing.assert_allclose(np.asarray(score[:, 1]), -1.0, atol=1e-6)
+    assert np.asarray(idx).tolist() == [[0, 0], [0, 0]] and np.asarray(rank).tolist() == [[1, 0], [1, 0]]
+
+
 @pytest.mark.parametrize("protect", [True, False])
 def test_kernel_plan_merges_like_reference(protect):
     x = _tokens(1, n=21)

@@ -104,3 +104,5 @@ def test_bad_merging_config_names_the_field():
         parse_token_merging(dict(r=2, schedule="cosine"))
     with pytest.raises(ValueError, match="token_merging.r"):
         parse_token_merging(dict(r=-1))
+    with pytest.raises(ValueError, match="token_merging.impl"):
+        parse_token_merging(dict(r=2, impl="mosaic"))

@@ -2,7 +2,9 @@
 
 The kernels are written for Triton. Mosaic (the TPU lowering of pallas_call) rejects their block
 shapes (its blocks need last two dims divisible by (8, 128) or whole), so on TPU the dispatchers pick
-the XLA paths and an explicit request for a compiled kernel fails with a message saying so.
+the XLA paths and an explicit request for a Triton kernel fails with a message saying so. Token
+merging's matching also has a kernel written for Mosaic (`token_merging.match_mosaic`), which
+`impl='pallas'` takes on TPU (resolve_interpret_tpu).
 """
 
 import jax
@@ -46,6 +48,23 @@ def resolve_interpret(interpret, kernel: str) -> bool:
     if interpret is None:
         return True
     raise ValueError(f"{kernel}: interpret=False needs a GPU, this backend is {platform!r}")
+
+
+def resolve_interpret_tpu(interpret, kernel: str) -> bool:
+    """interpret (None = by backend) -> whether a kernel written for Mosaic (TPU) runs in the interpreter.
+
+    None: compiled on TPU, interpreted on CPU. A compiled call elsewhere is refused: on GPU jax would lower
+    pallas_call through Mosaic GPU, which these kernels do not target.
+    """
+    if interpret:
+        return True
+    platform = backend()
+    if platform == "tpu":
+        return False
+    if interpret is None and platform == "cpu":
+        return True
+    raise ValueError(f"{kernel}: the Mosaic kernel compiles only for TPU, this backend is {platform!r}; "
+                     "use impl='auto' or interpret=True")
 
 
 def round_up(n, multiple):

@@ -2,9 +2,10 @@
 
 Tokens alternate into set A (even indices) and set B (odd indices). Each A token finds its most
 cosine-similar B token; the r A tokens with the best matches are merged into their B partners.
-Output order: [unmerged A tokens in original order (CLS first), B tokens]. The matching step has a
-Pallas kernel (best partner, best score and the rank of every A token by counting, no sort) and an
-argsort reference; the gather/scatter merge is plain JAX. Indices carry no gradient; values do.
+Output order: [unmerged A tokens in original order (CLS first), B tokens]. The matching step has
+Pallas kernels (best partner, best score and the rank of every A token by counting, no sort): one for
+Triton (GPU, `match_pallas`) and one for Mosaic (TPU, `match_mosaic`), and an argsort reference; the
+gather/scatter merge is plain JAX. Indices carry no gradient; values do.
 Ties: the first B index wins a row's max; equal scores rank the lower A index first.
 """
 
@@ -163,6 +164,92 @@ def match_pallas(metric, protect_cls=True, interpret=None, block=64, chunk=128):
     return idx[:, :na], score[:, :na], rank[:, :na]
 
 
+# ----------------------------------------------------------------------------- matching: Mosaic (TPU)
+
+# NOTE: Mosaic tiles a float32 array in (8 sublanes, 128 lanes); every in-kernel array here is a multiple of that.
+_LANES, _SUBLANES = 128, 8
+
+
+def _mosaic_kernel(a_ref, b_ref, idx_ref, score_ref, rank_ref, *, na, nb, protect_cls, chunk_b, chunk_r):
+    """One sample per program, laid out for TPU: A tokens on lanes, B tokens (and ranked tokens) on sublanes.
+
+    a_ref [1, pNa, pC], b_ref [1, pNb, pC] -> idx, score, rank [1, 1, pNa]. Scores are [chunk_b, pNa] tiles
+    (B chunk x all A), so every reduction runs over sublanes and leaves a lane-major [1, pNa] row, the
+    layout of the outputs. Index and count reductions run in float32 (exact below 2^24).
+    """
+    pna = a_ref.shape[1]
+    a = _normalize(a_ref[0])
+    a_col = lax.broadcasted_iota(jnp.int32, (chunk_b, pna), 1)
+    b_row = lax.broadcasted_iota(jnp.int32, (chunk_b, pna), 0)
+    # NOTE: padded A columns get the protect value too; they sit after every real column, so rank ties never lift them.
+    dead = a_col >= na
+    if protect_cls:
+        dead = dead | (a_col == 0)
+
+    def best_step(c, carry):
+        best, idx = carry
+        j0 = pl.multiple_of(c * chunk_b, chunk_b)
+        bc = _normalize(b_ref[0, pl.ds(j0, chunk_b), :])
+        s = lax.dot_general(bc, a, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST,
+                            preferred_element_type=jnp.float32)
+        s = jnp.where(dead | (j0 + b_row >= nb), PROTECT_VALUE, s)
+        c_best = jnp.max(s, axis=0, keepdims=True)
+        c_idx = jnp.min(jnp.where(s == c_best, (j0 + b_row).astype(jnp.float32), float(nb)), axis=0, keepdims=True)
+        # NOTE: strict '>' keeps the earlier chunk on ties: the first B index wins, as in argmax.
+        better = c_best > best
+        return jnp.where(better, c_best, best), jnp.where(better, c_idx, idx)
+
+    init = (jnp.full((1, pna), 2 * PROTECT_VALUE, jnp.float32), jnp.zeros((1, pna), jnp.float32))
+    best, idx = lax.fori_loop(0, b_ref.shape[1] // chunk_b, best_step, init)
+    idx_ref[0] = idx.astype(jnp.int32)
+    score_ref[0] = best
+
+    r_col = lax.broadcasted_iota(jnp.int32, (chunk_r, pna), 1)
+    r_row = lax.broadcasted_iota(jnp.int32, (chunk_r, pna), 0)
+    spread = jnp.broadcast_to(best, (chunk_r, pna))
+
+    def rank_step(c, count):
+        j0 = pl.multiple_of(c * chunk_r, chunk_r)
+        j = j0 + r_row
+        # NOTE: token j's score moved from lanes to sublanes by a masked lane reduction (no transpose).
+        other = jnp.max(jnp.where(r_col == j, spread, 2 * PROTECT_VALUE), axis=1, keepdims=True)
+        before = (other > best) | ((other == best) & (j < r_col))
+        return count + jnp.sum(before.astype(jnp.float32), axis=0, keepdims=True)
+
+    count = lax.fori_loop(0, pna // chunk_r, rank_step, jnp.zeros((1, pna), jnp.float32))
+    rank_ref[0] = count.astype(jnp.int32)
+
+
+def match_mosaic(metric, protect_cls=True, interpret=None, chunk=128):
+    """[B, N, C] -> (best_idx [B, Na] int32, best_score [B, Na] f32, rank [B, Na] int32): one Mosaic (TPU) kernel.
+
+    The same contract as match_reference and match_pallas, written for TPU's (8, 128) tiles: one program per
+    sample holds its A tokens ([Na, C], padded to multiples of 128) and scans B in chunks of `chunk` tokens,
+    then ranks by counting in chunks of 128. Compiled on TPU, interpreted on CPU (tests); on GPU it is refused
+    (match_pallas is the Triton kernel). On-chip memory per program: O((Na + chunk) * C + chunk * Na).
+    """
+    interpret = tiling.resolve_interpret_tpu(interpret, "token merging impl='pallas' (Mosaic)")
+    a, b = metric[:, ::2], metric[:, 1::2]
+    (bsz, na, c), nb = a.shape, b.shape[1]
+    pna = tiling.round_up(na, _LANES)
+    chunk_b = min(tiling.round_up(chunk, _SUBLANES), tiling.round_up(nb, _SUBLANES))
+    pnb = tiling.round_up(nb, chunk_b)
+    pc = tiling.round_up(c, _LANES)
+    a = jnp.pad(a, ((0, 0), (0, pna - na), (0, pc - c)))
+    b = jnp.pad(b, ((0, 0), (0, pnb - nb), (0, pc - c)))
+    out = lambda dt: jax.ShapeDtypeStruct((bsz, 1, pna), dt, manual_axis_type=jax.typeof(a).mat)
+    row = pl.BlockSpec((1, 1, pna), lambda i: (i, 0, 0))
+    idx, score, rank = pl.pallas_call(
+        functools.partial(_mosaic_kernel, na=na, nb=nb, protect_cls=protect_cls, chunk_b=chunk_b, chunk_r=_LANES),
+        grid=(bsz,),
+        in_specs=[pl.BlockSpec((1, pna, pc), lambda i: (i, 0, 0)), pl.BlockSpec((1, pnb, pc), lambda i: (i, 0, 0))],
+        out_specs=[row, row, row],
+        out_shape=[out(jnp.int32), out(jnp.float32), out(jnp.int32)],
+        interpret=bool(interpret),
+    )(a, b)
+    return idx[:, 0, :na], score[:, 0, :na], rank[:, 0, :na]
+
+
 # ----------------------------------------------------------------------------- plan, merge, unmerge
 
 
@@ -189,12 +276,15 @@ def bipartite_soft_matching(metric, r, protect_cls=True, impl="auto", interpret=
     if r < 0:
         raise ValueError(f"r must be >= 0, got {r}")
     r = min(int(r), max_merge(metric.shape[1], protect_cls))
+    backend = tiling.backend()
     if impl == "auto":
-        # NOTE: the kernel is Triton's; Mosaic (TPU) rejects its block shapes (vljax.kernels.tiling).
-        impl = "pallas" if tiling.backend() == "gpu" else "reference"
+        # NOTE: the Triton kernel on GPU; on TPU the Mosaic kernel is opt-in (impl='pallas') until it is measured
+        # on a TPU (docs/kernels.md), so 'auto' keeps the reference there.
+        impl = "pallas" if backend == "gpu" else "reference"
     metric = lax.stop_gradient(metric)
     if impl == "pallas":
-        best_idx, _, rank = match_pallas(metric, protect_cls, interpret)
+        match = match_mosaic if backend == "tpu" else match_pallas
+        best_idx, _, rank = match(metric, protect_cls, interpret)
         return plan_from_ranks(best_idx, rank, r)
     best_idx, _, rank = match_reference(metric, protect_cls)
     order = jnp.argsort(rank, axis=1).astype(jnp.int32)

@@ -19,12 +19,14 @@ from vljax.nn.transformer import block_class
 
 Dtype = Any
 
-MERGING_KEYS = ("r", "schedule", "mode", "prop_attn")
-DEFAULT_MERGING = dict(r=0, schedule="constant", mode="weighted", prop_attn=True)
+MERGING_KEYS = ("r", "schedule", "mode", "prop_attn", "impl")
+# NOTE: impl is the matching's (tm.IMPLS): 'auto' = the Triton kernel on GPU, the reference elsewhere; 'pallas' also
+# takes the Mosaic kernel on TPU (opt-in there until measured on a TPU, docs/kernels.md).
+DEFAULT_MERGING = dict(r=0, schedule="constant", mode="weighted", prop_attn=True, impl="auto")
 
 
 def parse_token_merging(cfg: Mapping | None) -> dict | None:
-    """None | {r, schedule, mode, prop_attn} -> validated dict with defaults filled, or None (off)."""
+    """None | {r, schedule, mode, prop_attn, impl} -> validated dict with defaults filled, or None (off)."""
     if cfg is None:
         return None
     cfg = dict(cfg)
@@ -38,6 +40,8 @@ def parse_token_merging(cfg: Mapping | None) -> dict | None:
         raise ValueError(f"token_merging.schedule must be one of {tm.SCHEDULES}, got {out['schedule']!r}")
     if out["mode"] not in tm.MODES:
         raise ValueError(f"token_merging.mode must be one of {tm.MODES}, got {out['mode']!r}")
+    if out["impl"] not in tm.IMPLS:
+        raise ValueError(f"token_merging.impl must be one of {tm.IMPLS}, got {out['impl']!r}")
     out["prop_attn"] = bool(out["prop_attn"])
     return out
 
@@ -56,9 +60,9 @@ def attention_bias(sizes, prop_attn: bool):
     return tm.size_bias(sizes)
 
 
-def merge_tokens(x, keys, sizes, r: int, mode: str, protect_cls: bool):
+def merge_tokens(x, keys, sizes, r: int, mode: str, protect_cls: bool, impl: str = "auto"):
     """[B, N, D] tokens x keys [B, N, H, K] x sizes [B, N, 1] | None -> ([B, N-r, D], [B, N-r, 1])."""
-    plan = tm.bipartite_soft_matching(tm.metric_from_keys(keys), r, protect_cls=protect_cls)
+    plan = tm.bipartite_soft_matching(tm.metric_from_keys(keys), r, protect_cls=protect_cls, impl=impl)
     return tm.merge(x, plan, sizes, mode=mode)
 
 
@@ -77,7 +81,7 @@ def run_blocks(blocks, x, schedule, cfg: dict | None, protect_cls: bool):
         bias = attention_bias(sizes, cfg is not None and cfg["prop_attn"])
         if r > 0:
             x, keys = blk.attention_branch_with_keys(x, bias=bias)
-            x, sizes = merge_tokens(x, keys, sizes, r, cfg["mode"], protect_cls)
+            x, sizes = merge_tokens(x, keys, sizes, r, cfg["mode"], protect_cls, cfg["impl"])
         else:
             # NOTE: without merging (and before the first merge) this is exactly the plain block.
             x = blk.attention_branch(x, bias=bias)
@@ -100,6 +104,7 @@ class TomeFormer(nn.Module):
     mode: str = "mean"
     prop_attn: bool = True
     protect_first: bool = False
+    impl: str = "auto"  # the matching's, as token_merging.impl
     activation: str = "gelu"
     norm: str = "layernorm"
     dropout_rate: float = 0.0
@@ -109,7 +114,9 @@ class TomeFormer(nn.Module):
 
     def merging(self) -> dict:
         """-> the validated merging config of this module."""
-        return parse_token_merging(dict(r=self.r, schedule=self.schedule, mode=self.mode, prop_attn=self.prop_attn))
+        return parse_token_merging(
+            dict(r=self.r, schedule=self.schedule, mode=self.mode, prop_attn=self.prop_attn, impl=self.impl)
+        )
 
     def output_length(self, n_tokens: int) -> int:
         """Input length -> output length N' after all merges."""
