@@ -123,6 +123,18 @@ def test_token_merging_opts_into_the_mosaic_kernel_on_tpu():
     assert _mosaic_calls(text) == 2
 
 
+def test_mosaic_kernel_runs_on_each_batch_shard_of_a_tpu_mesh():
+    # Under a mesh with data = 4 the kernel sees 2 of the 8 samples (shard_map), not a gathered batch of 8.
+    device = jax.sharding.AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
+    mesh = jax.sharding.AbstractMesh((4, 2), ("data", "tensor"), abstract_device=device)
+    metric = jax.ShapeDtypeStruct((8, 197, 64), jnp.float32, sharding=jax.NamedSharding(mesh, jax.P("data")))
+    with jax.sharding.use_abstract_mesh(mesh):
+        text = _tpu_module(lambda m: tm.bipartite_soft_matching(m, 13, impl="pallas").src_idx, metric)
+    calls = re.findall(r"custom_call @tpu_custom_call\(.*?: \((tensor<[^,]*>)", text)
+    # A tokens padded to 128 lanes, C = 64 padded to 128
+    assert calls == ["tensor<2x128x128xf32>"]
+
+
 def test_mosaic_kernel_is_refused_off_tpu(monkeypatch):
     metric = jnp.ones((1, 9, 8))
     with jax.sharding.use_abstract_mesh(_abstract_mesh("cuda", "NVIDIA H100 80GB HBM3")):

@@ -105,6 +105,26 @@ def test_mosaic_match_kernel_never_matches_padding():
     assert np.asarray(idx).tolist() == [[0, 0], [0, 0]] and np.asarray(rank).tolist() == [[1, 0], [1, 0]]
 
 
+def test_kernel_matching_runs_per_batch_shard_under_a_mesh():
+    # A kernel's custom call is not partitioned by XLA; under a mesh that splits the batch the matching runs on
+    # each shard's rows (shard_map) and must equal the reference.
+    from vljax.sharding import make_mesh
+
+    metric = _tokens(5, b=8, n=33, c=16)
+    mesh = make_mesh({"data": 4, "tensor": 2})
+    seen = []
+    spy = lambda m: (seen.append(m.shape), tm.match_reference(m))[1]
+    with jax.set_mesh(mesh):
+        sharded = jax.device_put(metric, jax.NamedSharding(mesh, jax.P("data")))
+        got = jax.jit(lambda m: tm.bipartite_soft_matching(m, 5, impl="pallas"))(sharded)
+        jax.jit(lambda m: tm.per_batch_shard(spy, m))(sharded)
+        jax.jit(lambda m: tm.per_batch_shard(spy, m))(metric[:6])  # 6 rows do not split 4 ways: runs whole
+    want = _plan(metric, r=5, impl="reference")
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    assert seen == [(2, 33, 16), (6, 33, 16)]
+
+
 @pytest.mark.parametrize("protect", [True, False])
 def test_kernel_plan_merges_like_reference(protect):
     x = _tokens(1, n=21)
