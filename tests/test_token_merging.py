@@ -108,7 +108,7 @@ def test_mosaic_match_kernel_never_matches_padding():
 def test_kernel_matching_runs_per_batch_shard_under_a_mesh():
     # A kernel's custom call is not partitioned by XLA; under a mesh that splits the batch the matching runs on
     # each shard's rows (shard_map) and must equal the reference.
-    from vljax.sharding import make_mesh
+    from vljax.sharding import make_mesh, per_batch_shard
 
     metric = _tokens(5, b=8, n=33, c=16)
     mesh = make_mesh({"data": 4, "tensor": 2})
@@ -117,8 +117,8 @@ def test_kernel_matching_runs_per_batch_shard_under_a_mesh():
     with jax.set_mesh(mesh):
         sharded = jax.device_put(metric, jax.NamedSharding(mesh, jax.P("data")))
         got = jax.jit(lambda m: tm.bipartite_soft_matching(m, 5, impl="pallas"))(sharded)
-        jax.jit(lambda m: tm.per_batch_shard(spy, m))(sharded)
-        jax.jit(lambda m: tm.per_batch_shard(spy, m))(metric[:6])  # 6 rows do not split 4 ways: runs whole
+        jax.jit(lambda m: per_batch_shard(spy, m))(sharded)
+        jax.jit(lambda m: per_batch_shard(spy, m))(metric[:6])  # 6 rows do not split 4 ways: runs whole
     want = _plan(metric, r=5, impl="reference")
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))

@@ -104,6 +104,29 @@ def batch_size_divisor(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
+def per_batch_shard(fn, *args, replicated: int = 0):
+    """fn(*args) on each batch shard when the current mesh splits the batch, else fn(*args) as is.
+
+    args [B, ...] (the last `replicated` of them passed whole to every shard) -> fn's outputs, each [B, ...]
+    sharded like the first arg. For kernels: XLA does not partition a custom call, so called on global
+    arrays under a mesh whose batch axes ('data', 'fsdp') hold more than one shard, a kernel would gather
+    the whole batch onto every device; under shard_map it runs on the local rows. Runs fn as is without
+    such a mesh, inside a shard_map that already made those axes manual, or when the shards do not divide B.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    manual = set(getattr(mesh, "manual_axes", ()))
+    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names and a not in manual and mesh.shape[a] > 1)
+    shards = int(np.prod([mesh.shape[a] for a in axes]))
+    if not axes or args[0].shape[0] % shards:
+        return fn(*args)
+    n = len(args) - replicated
+    # NOTE: check_vma=False: the interpreter that runs Pallas kernels off-GPU does not track varying axes;
+    # the outputs are per row of the sharded args, so sharded over the same axes (out_specs).
+    return jax.shard_map(
+        fn, in_specs=(P(axes),) * n + (P(),) * replicated, out_specs=P(axes), check_vma=False
+    )(*args)
+
+
 def host_to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Per-host batch {k: [B_local, ...]} -> global arrays {k: [B_global, ...]} sharded over the batch axes."""
     out = {}

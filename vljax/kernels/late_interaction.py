@@ -26,6 +26,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from vljax.kernels import tiling as tiles
+from vljax.sharding import per_batch_shard
 
 # NOTE: finite so that masked rows never produce inf - inf = NaN in the max or its gradient.
 MASK_VALUE = -1e9
@@ -456,4 +457,6 @@ def late_interaction(v, t, mv=None, mt=None, impl="auto", interpret=None):
         return naive(v, t, mv, mt)
     if impl == "chunked":
         return chunked(v, t, mv, mt)
-    return pallas(v, t, mv, mt, interpret=interpret)
+    # NOTE: XLA does not partition the kernel's custom call: under a mesh that splits the batch, each device
+    # scores its own images against all texts (rows of both outputs) instead of gathering every image.
+    return per_batch_shard(lambda v, mv, t, mt: pallas(v, t, mv, mt, interpret=interpret), v, mv, t, mt, replicated=2)

@@ -16,10 +16,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.sharding import PartitionSpec as P
 
 from vljax.kernels import tiling
-from vljax.sharding import BATCH_AXES
+from vljax.sharding import per_batch_shard
 
 # NOTE: finite stand-in for ToMe's -inf (cosines lie in [-1, 1]); keeps max/argmax NaN-free.
 PROTECT_VALUE = -1e9
@@ -269,29 +268,6 @@ def plan_from_ranks(best_idx, rank, r):
     return MergePlan(unm_idx, src_idx, dst_idx)
 
 
-def per_batch_shard(fn, x):
-    """fn([b, ...] -> tuple of [b, ...]) x [B, ...] -> fn(x), run on each batch shard when the mesh splits the batch.
-
-    XLA does not partition a kernel's custom call: under a mesh whose batch axes ('data', 'fsdp') hold more
-    than one shard, calling it on the global array would gather the whole batch onto every device. The
-    matching is per sample, so it runs under shard_map on the local rows instead. Without such a mesh (or
-    inside a shard_map that already made those axes manual, or with a batch the shards do not divide) fn
-    runs as is.
-    """
-    mesh = jax.sharding.get_abstract_mesh()
-    manual = set(getattr(mesh, "manual_axes", ()))
-    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names and a not in manual and mesh.shape[a] > 1)
-    shards = 1
-    for a in axes:
-        shards *= mesh.shape[a]
-    if not axes or x.shape[0] % shards:
-        return fn(x)
-    spec = P(axes)
-    # NOTE: check_vma=False: the interpreter that runs Pallas kernels off-GPU does not track varying axes; every
-    # output is per sample, so sharded over the same axes as the input (out_specs).
-    return jax.shard_map(fn, in_specs=spec, out_specs=spec, check_vma=False)(x)
-
-
 def bipartite_soft_matching(metric, r, protect_cls=True, impl="auto", interpret=None):
     """[B, N, C] metric x static r -> MergePlan merging min(r, max_merge(N)) A tokens into B."""
     if metric.ndim != 3:
@@ -309,6 +285,7 @@ def bipartite_soft_matching(metric, r, protect_cls=True, impl="auto", interpret=
     metric = lax.stop_gradient(metric)
     if impl == "pallas":
         match = match_mosaic if backend == "tpu" else match_pallas
+        # NOTE: per sample, so under a mesh that splits the batch each device matches its own rows.
         best_idx, _, rank = per_batch_shard(lambda m: match(m, protect_cls, interpret), metric)
         return plan_from_ranks(best_idx, rank, r)
     best_idx, _, rank = match_reference(metric, protect_cls)
