@@ -6,6 +6,8 @@
 --tilings adds one Pallas row per chunk_v x chunk_d x num_warps (patch chunk, feature chunk, GPU warps).
 On CPU the Pallas kernel runs in interpret mode (an emulator, not a kernel): it is skipped for shapes
 above --interpret_max_elements unless --force_pallas, and its time says nothing about GPU/TPU speed.
+The `pallas` row is the Triton kernel on GPU and the Mosaic one (`li.mosaic`, XLA backward) on TPU;
+--tilings applies to the Triton kernel only.
 """
 
 import argparse

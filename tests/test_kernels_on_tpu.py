@@ -86,9 +86,32 @@ def test_late_interaction_on_tpu_takes_the_chunked_path():
     with jax.sharding.use_abstract_mesh(TPU):
         assert li.pick_impl(b, b, nv, nt) == "chunked"
         text = _tpu_module(jax.grad(lambda v, t: loss(v, t, "auto"), argnums=(0, 1)), *shapes)
+        # the Triton kernel itself is refused on TPU with a message (impl='pallas' takes the Mosaic one there)
+        ones = lambda n: jnp.ones((b, n), jnp.float32)
         with pytest.raises(ValueError, match="late_interaction impl='pallas'.*Mosaic on TPU"):
-            _tpu_module(lambda v, t: loss(v, t, "pallas"), *shapes)
+            _tpu_module(lambda v, t: li.pallas(v, t, ones(nv), ones(nt)), *shapes)
     assert _custom_calls(text) == []
+    assert "tpu_custom_call" not in text
+
+
+def test_late_interaction_opts_into_the_mosaic_kernel_on_tpu():
+    # impl='pallas' on TPU: the Mosaic forward kernel (one tpu_custom_call) and an XLA backward from its argmaxes.
+    # Lowering only (compiling needs libtpu); the numbers are checked in interpret mode (test_late_interaction.py).
+    b, nv, nt, d = 512, 196, 77, 256
+    shapes = (jax.ShapeDtypeStruct((b, nv, d), jnp.bfloat16), jax.ShapeDtypeStruct((b, nt, d), jnp.bfloat16))
+
+    def loss(v, t):
+        i2t, t2i = li.late_interaction(v, t, impl="pallas")
+        return jnp.sum(i2t) + jnp.sum(t2i)
+
+    with jax.sharding.use_abstract_mesh(TPU):
+        text = _tpu_module(jax.grad(loss, argnums=(0, 1)), *shapes)
+    calls = re.findall(r"custom_call @tpu_custom_call\(.*?: \(([^)]*)\) -> \(([^)]*)\)", text)
+    # Nv 196 -> 200 (sublanes), Nt 77 -> 128 and the 512 texts in blocks of 128 (lanes)
+    assert calls == [(
+        "tensor<512x200x256xbf16>, tensor<512x200x1xf32>, tensor<512x128x256xbf16>, tensor<512x128xf32>",
+        "tensor<512x1x512xf32>, tensor<512x1x512xf32>, tensor<512x200x512xi32>, tensor<512x512x128xi32>",
+    )]
 
 
 def test_token_merging_vit_on_tpu_takes_the_reference_matching():
@@ -149,11 +172,17 @@ def test_mosaic_kernel_is_refused_off_tpu(monkeypatch):
         assert tiling.resolve_interpret_tpu(None, "k") is False
 
 
-@pytest.mark.parametrize("module,preset", [(clip_config, "tiny"), (filip_config, "tiny")])
-def test_train_step_lowers_for_tpu(monkeypatch, tmp_path, module, preset):
+@pytest.mark.parametrize(
+    "module,preset,kernels", [(clip_config, "tiny", 0), (filip_config, "tiny", 0), (filip_config, "tiny", 1)]
+)
+def test_train_step_lowers_for_tpu(monkeypatch, tmp_path, module, preset, kernels):
+    # kernels = 1: FILIP with model.filip.impl='pallas', the Mosaic forward kernel inside the sharded loss's
+    # shard_map (8 data shards), one tpu_custom_call; the default 'auto' has none.
     cfg = module.get_config(preset)
     cfg.train.batch_size = 16
     cfg.model.dtype = "bfloat16"
+    if kernels:
+        cfg.model.filip.impl = "pallas"
     exp = Experiment(cfg, tmp_path)
     state, shardings = exp.create_state()
     step = exp.jit_step(shardings)
@@ -168,6 +197,7 @@ def test_train_step_lowers_for_tpu(monkeypatch, tmp_path, module, preset):
         state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
         text = export.export(step, platforms=("tpu",))(state, batch).mlir_module()
     assert _custom_calls(text) == []
+    assert _mosaic_calls(text) == kernels
     assert "stablehlo.dot_general" in text
 
 
@@ -186,6 +216,7 @@ def test_mosaic_rejects_the_triton_kernels(monkeypatch):
     metric = jax.ShapeDtypeStruct((8, 197, 64), jnp.float32)
     with jax.sharding.use_abstract_mesh(TPU):
         with pytest.raises(ValueError, match="Pallas TPU lowering currently requires.*_fwd_kernel"):
-            _tpu_module(lambda v, t: li.late_interaction(v, t, impl="pallas"), v, t)
+            ones = lambda x: jnp.ones(x.shape[:2], jnp.float32)
+            _tpu_module(lambda v, t: li.pallas(v, t, ones(v), ones(t)), v, t)
         with pytest.raises(ValueError, match="Pallas TPU lowering currently requires.*_best_kernel"):
             _tpu_module(lambda m: tm.match_pallas(m), metric)

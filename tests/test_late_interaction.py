@@ -161,6 +161,36 @@ def test_pallas_gradient_routes_only_through_argmax():
     assert nonzero_rows == set(s.argmax(axis=0).tolist())
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9, 12), (2, 20, 13, 30, 40)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_mosaic_kernel_matches_naive_forward_and_grad_in_interpret_mode(shape, dtype):
+    # The TPU kernel (texts on lanes, 16 per inner step) with the XLA backward from its argmaxes. (2, 20, ...):
+    # two inner steps of texts; one image and one text fully masked (zero scores, zero gradient).
+    bi, bt, nv, nt, d = shape
+    v, t, mv, mt = _inputs(sum(shape), bi=bi, bt=bt, nv=nv, nt=nt, d=d, dtype=dtype)
+    w = jax.random.normal(jax.random.key(1), (bi, bt))
+
+    def loss(v, t, path):
+        i2t, t2i = path(v, t, mv.astype(jnp.float32), mt.astype(jnp.float32))
+        return jnp.sum(i2t * w) + jnp.sum(t2i**2), (i2t, t2i)
+
+    kernel = lambda *a: li.mosaic(*a, interpret=True)
+    (_, got), got_g = jax.jit(jax.value_and_grad(lambda v, t: loss(v, t, kernel), argnums=(0, 1), has_aux=True))(v, t)
+    (_, want), want_g = jax.value_and_grad(lambda v, t: loss(v, t, li.naive), argnums=(0, 1), has_aux=True)(v, t)
+    for a, b in zip(got + got_g, want + want_g):
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), **TOL[dtype])
+
+
+def test_mosaic_backward_in_small_text_blocks_matches(monkeypatch):
+    # A tile budget of 2 texts per backward block: 128 padded texts in 64 scan steps.
+    monkeypatch.setattr(li, "CHUNK_ELEMENTS", 4 * 2 * 8 * 128)
+    v, t, mv, mt = _inputs(5, bi=4, bt=6, nv=7, nt=9, d=12)
+    f = lambda path: jax.grad(lambda v, t: sum(jnp.sum(x**2) for x in path(v, t, mv * 1.0, mt * 1.0)), (0, 1))
+    got = jax.jit(f(lambda *a: li.mosaic(*a, interpret=True)))(v, t)
+    for a, b in zip(got, f(li.naive)(v, t)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **TOL[jnp.float32])
+
+
 def test_pallas_under_a_mesh_scores_each_image_shard_against_all_texts(monkeypatch):
     # XLA does not partition the kernel's custom call; under a data-4 mesh each shard scores its 2 of 8 images
     # against all 6 texts (vljax.sharding.per_batch_shard), and values and gradients equal the naive path.

@@ -1,4 +1,4 @@
-"""Late-interaction (FILIP) similarity: naive jnp reference, chunked XLA and a Pallas kernel.
+"""Late-interaction (FILIP) similarity: naive jnp reference, chunked XLA and Pallas kernels (Triton, Mosaic).
 
 For image i with patch tokens v_ik and text j with tokens t_jl, S_ij[k, l] = <v_ik, t_jl> and
 
@@ -14,7 +14,9 @@ The Pallas path never holds a whole [Nv, Nt] tile: each pair is scored in [chunk
 with the feature dim summed in chunk_d slices. Its forward saves the inputs plus each pair's row
 argmax ([Bi, Bt, Nv] int32, best word per patch) and column argmax ([Bi, Bt, Nt], best patch per
 word), so the backward rebuilds the gradient routes from indices and makes one dot per tile, never
-recomputing a score. On GPU the kernels are lowered through Triton.
+recomputing a score. On GPU the kernels are lowered through Triton. On TPU impl='pallas' takes a Mosaic
+forward kernel (`mosaic`: one image against 128-text blocks, texts on lanes) with an XLA backward from
+the same two argmaxes.
 """
 
 import functools
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
 
 from vljax.kernels import tiling as tiles
 from vljax.sharding import per_batch_shard
@@ -417,12 +420,187 @@ def pallas(v, t, mv, mt, block_i=8, block_t=8, chunk_v=32, chunk_d=128, num_warp
     return i2t[:bi, :bt], t2i[:bi, :bt]
 
 
+# ----------------------------------------------------------------------------- Pallas: Mosaic (TPU)
+
+# NOTE: Mosaic tiles float32 arrays in (8 sublanes, 128 lanes): texts go 128 to an output block (lanes), and
+# within a program `MOSAIC_TEXTS` at a time (one inner grid step, the VMEM-resident text block).
+_LANES, _SUBLANES = 128, 8
+MOSAIC_TEXTS = 16
+
+
+def _mosaic_fwd_kernel(v_ref, mv_ref, t_ref, mt_ref, i2t_ref, t2i_ref, rowarg_ref, colarg_ref):
+    """Grid (image, block of 128 texts, sub-block of MOSAIC_TEXTS texts); one image against each text in turn.
+
+    v_ref [1, Nv, D], mv_ref [1, Nv, 1], t_ref [tb, Nt, D], mt_ref [tb, Nt]. Outputs stay resident across the
+    innermost (sub-block) axis: i2t / t2i [1, 1, 128] (the block's texts on lanes), rowarg [1, Nv, 128] (each
+    text's best word per patch in its lane), colarg [1, 128, Nt] (each text's best patch per word in its row).
+    Every pair's [Nv, Nt] score tile reduces over lanes (best word per patch, a column) and over sublanes (best
+    patch per word, a row) and lands in the outputs by masked selects: no transposes, no dynamic lane slices.
+    """
+    tb, nt = t_ref.shape[0], t_ref.shape[1]
+    nv = v_ref.shape[1]
+    sub = pl.program_id(2)
+
+    @pl.when(sub == 0)
+    def _init():
+        i2t_ref[...] = jnp.zeros(i2t_ref.shape, jnp.float32)
+        t2i_ref[...] = jnp.zeros(t2i_ref.shape, jnp.float32)
+        rowarg_ref[...] = jnp.zeros(rowarg_ref.shape, jnp.int32)
+        colarg_ref[...] = jnp.zeros(colarg_ref.shape, jnp.int32)
+
+    v = v_ref[0]
+    mv = mv_ref[0]  # [Nv, 1]
+    n_v = jnp.sum(mv, axis=0, keepdims=True)  # [1, 1]
+    word = lax.broadcasted_iota(jnp.int32, (nv, nt), 1).astype(jnp.float32)
+    patch = lax.broadcasted_iota(jnp.int32, (nv, nt), 0).astype(jnp.float32)
+    lane = lax.broadcasted_iota(jnp.int32, (1, _LANES), 1)
+    lane_v = lax.broadcasted_iota(jnp.int32, (nv, _LANES), 1)
+    row_t = lax.broadcasted_iota(jnp.int32, (_LANES, nt), 0)
+    for jj in range(tb):  # NOTE: static, so every ref index below is static or a lane/sublane mask
+        j = sub * tb + jj  # this text's lane within the 128-text block
+        s = _token_scores(v, t_ref[jj])  # [Nv, Nt]
+        mt = mt_ref[pl.ds(jj, 1), :]  # [1, Nt]
+        n_t = jnp.sum(mt, axis=1, keepdims=True)  # [1, 1]
+        s_t = jnp.where(mt > 0.5, s, MASK_VALUE)
+        best_word = jnp.max(s_t, axis=1, keepdims=True)  # [Nv, 1]
+        arg_word = jnp.min(jnp.where(s_t == best_word, word, float(nt)), axis=1, keepdims=True)
+        s_v = jnp.where(mv > 0.5, s, MASK_VALUE)
+        best_patch = jnp.max(s_v, axis=0, keepdims=True)  # [1, Nt]
+        arg_patch = jnp.min(jnp.where(s_v == best_patch, patch, float(nv)), axis=0, keepdims=True)
+        i2t = jnp.sum(jnp.where(mv > 0.5, best_word, 0.0), axis=0, keepdims=True) / jnp.maximum(n_v, 1.0)
+        t2i = jnp.sum(jnp.where(mt > 0.5, best_patch, 0.0), axis=1, keepdims=True) / jnp.maximum(n_t, 1.0)
+        i2t = jnp.where(n_t > 0.5, i2t, 0.0)
+        t2i = jnp.where(n_v > 0.5, t2i, 0.0)
+        i2t_ref[0] = jnp.where(lane == j, i2t, i2t_ref[0])
+        t2i_ref[0] = jnp.where(lane == j, t2i, t2i_ref[0])
+        rowarg_ref[0] = jnp.where(lane_v == j, arg_word.astype(jnp.int32), rowarg_ref[0])
+        colarg_ref[0] = jnp.where(row_t == j, arg_patch.astype(jnp.int32), colarg_ref[0])
+
+
+def _mosaic_forward(v, mv, t, mt, interpret):
+    """Padded v [Bi, Nv, D], mv [Bi, Nv], t [Bt, Nt, D], mt [Bt, Nt] (Bt a multiple of 128) -> padded
+    (i2t, t2i) [Bi, Bt], row argmax [Bi, Nv, Bt] and column argmax [Bi, Bt, Nt] (int32)."""
+    (bi, nv, d), (bt, nt, _) = v.shape, t.shape
+    tb = MOSAIC_TEXTS
+    grid = (bi, bt // _LANES, _LANES // tb)
+    params = None if interpret else pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary"))
+    lanes = lambda i, b, c: (i, 0, b)
+    i2t, t2i, rowarg, colarg = pl.pallas_call(
+        _mosaic_fwd_kernel,
+        grid=grid,
+        in_specs=[
+            pl.BlockSpec((1, nv, d), lambda i, b, c: (i, 0, 0)),
+            pl.BlockSpec((1, nv, 1), lambda i, b, c: (i, 0, 0)),
+            pl.BlockSpec((tb, nt, d), lambda i, b, c: (b * (_LANES // tb) + c, 0, 0)),
+            pl.BlockSpec((tb, nt), lambda i, b, c: (b * (_LANES // tb) + c, 0)),
+        ],
+        out_specs=[
+            pl.BlockSpec((1, 1, _LANES), lanes),
+            pl.BlockSpec((1, 1, _LANES), lanes),
+            pl.BlockSpec((1, nv, _LANES), lanes),
+            pl.BlockSpec((1, _LANES, nt), lambda i, b, c: (i, b, 0)),
+        ],
+        out_shape=[
+            _out_struct((bi, 1, bt), v),
+            _out_struct((bi, 1, bt), v),
+            _out_struct((bi, nv, bt), v, jnp.int32),
+            _out_struct((bi, bt, nt), v, jnp.int32),
+        ],
+        interpret=interpret,
+        compiler_params=params,
+    )(v, mv[..., None], t, mt)
+    return i2t[:, 0], t2i[:, 0], rowarg, colarg
+
+
+def _routes(rowarg, colarg, mv, mt, g_i2t, g_t2i):
+    """Saved argmaxes of a text block -> dL/dS [Bi, bt, Nv, Nt] (float32), as the GPU kernels' routes.
+
+    rowarg [Bi, Nv, bt], colarg [Bi, bt, Nt], masks mv [Bi, Nv], mt [bt, Nt], cotangents [Bi, bt].
+    """
+    nv, nt = mv.sum(-1), mt.sum(-1)
+    w_v = jnp.where(nt[None, :] > 0.5, 1.0 / jnp.maximum(nv, 1.0)[:, None], 0.0)  # [Bi, bt]
+    w_t = jnp.where(nv[:, None, None] > 0.5, (mt / jnp.maximum(nt, 1.0)[:, None])[None], 0.0)  # [Bi, bt, Nt]
+    words = jnp.arange(mt.shape[1], dtype=jnp.int32)
+    patches = jnp.arange(mv.shape[1], dtype=jnp.int32)
+    hit_text = jnp.moveaxis(rowarg, 2, 1)[..., None] == words  # [Bi, bt, Nv, Nt]
+    hit_image = colarg[:, :, None, :] == patches[:, None]  # [Bi, bt, Nv, Nt]
+    row = (g_i2t * w_v)[:, :, None, None] * mv[:, None, :, None]
+    col = (g_t2i[:, :, None] * w_t)[:, :, None, :]
+    return jnp.where(hit_text, row, 0.0) + jnp.where(hit_image, col, 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _mosaic_scores(v, mv, t, mt, interpret):
+    """Padded inputs -> padded (i2t, t2i) [Bi, Bt]: the Mosaic forward, an XLA backward from its argmaxes."""
+    i2t, t2i, _, _ = _mosaic_forward(v, mv, t, mt, interpret)
+    return i2t, t2i
+
+
+def _mosaic_scores_fwd(v, mv, t, mt, interpret):
+    i2t, t2i, rowarg, colarg = _mosaic_forward(v, mv, t, mt, interpret)
+    return (i2t, t2i), (v, mv, t, mt, rowarg, colarg)
+
+
+def _mosaic_scores_bwd(interpret, res, g):
+    """Routes rebuilt from the saved argmaxes, one block of texts at a time, and two einsums per block:
+    dv += dS @ t_j, dt_j = dS^T @ v. No score is recomputed. Blocks hold a power of two up to 128 texts,
+    as many as keep the [Bi, block, Nv, Nt] tile within CHUNK_ELEMENTS (the chunked path's budget)."""
+    del interpret
+    v, mv, t, mt, rowarg, colarg = res
+    g_i2t, g_t2i = (x.astype(jnp.float32) for x in g)
+    (bi, nv, d), (bt, nt, _) = v.shape, t.shape
+    block = _LANES
+    while block > 1 and bi * block * nv * nt > CHUNK_ELEMENTS:
+        block //= 2
+    n_blocks = bt // block
+    blocks = lambda x, axis: jnp.moveaxis(x.reshape(*x.shape[:axis], n_blocks, block, *x.shape[axis + 1:]), axis, 0)
+    xs = (blocks(t, 0), blocks(mt, 0), blocks(rowarg, 2), blocks(colarg, 1), blocks(g_i2t, 1), blocks(g_t2i, 1))
+
+    def one_block(dv, args):
+        t_b, mt_b, row_b, col_b, gi_b, gt_b = args
+        ds = _routes(row_b, col_b, mv, mt_b, gi_b, gt_b)
+        dv = dv + jnp.einsum("ijkl,jld->ikd", ds.astype(t.dtype), t_b, preferred_element_type=jnp.float32)
+        dt_b = jnp.einsum("ijkl,ikd->jld", ds.astype(v.dtype), v, preferred_element_type=jnp.float32)
+        return dv, dt_b
+
+    dv, dt = lax.scan(one_block, jnp.zeros((bi, nv, d), jnp.float32), xs)
+    dt = dt.reshape(bt, nt, d)
+    return dv.astype(v.dtype), jnp.zeros_like(mv), dt.astype(t.dtype), jnp.zeros_like(mt)
+
+
+_mosaic_scores.defvjp(_mosaic_scores_fwd, _mosaic_scores_bwd)
+
+
+def mosaic(v, t, mv, mt, interpret=None):
+    """[Bi, Nv, D] x [Bt, Nt, D] (+ float masks) -> ([Bi, Bt], [Bi, Bt]) via the Mosaic (TPU) forward kernel.
+
+    The same contract as `pallas`, written for TPU's (8, 128) tiles: one image per program against blocks of
+    128 texts (the outputs' lanes), MOSAIC_TEXTS texts per inner step; Nv and Nt padded to multiples of 8
+    and 128, D to 128, Bt to 128. The backward is XLA: the routes rebuilt from the saved argmaxes (ties go to
+    the first index, as in `pallas`) and two einsums per block of 128 texts, so it holds a
+    [Bi, block, Nv, Nt] tile per block of texts (within CHUNK_ELEMENTS). Compiled on TPU, interpreted on CPU;
+    refused on GPU.
+    """
+    interpret = tiles.resolve_interpret_tpu(interpret, "late_interaction impl='pallas' (Mosaic)")
+    (_, nv, d), (bt, nt, _) = v.shape, t.shape
+    pnv, pnt = tiles.round_up(nv, _SUBLANES), tiles.round_up(nt, _LANES)
+    pd, pbt = tiles.round_up(d, _LANES), tiles.round_up(bt, _LANES)
+    v = jnp.pad(v, ((0, 0), (0, pnv - nv), (0, pd - d)))
+    t = jnp.pad(t, ((0, pbt - bt), (0, pnt - nt), (0, pd - d)))
+    mv = jnp.pad(mv, ((0, 0), (0, pnv - nv)))
+    mt = jnp.pad(mt, ((0, pbt - bt), (0, pnt - nt)))
+    v, mv, t, mt = _align_varying(v, mv, t, mt)
+    i2t, t2i = _mosaic_scores(v, mv, t, mt, bool(interpret))
+    return i2t[:, :bt], t2i[:, :bt]
+
+
 def pick_impl(bi, bt, nv, nt, backend=None):
     """Shape sizes (+ backend) -> 'naive' (tiny), 'pallas' (GPU) or 'chunked' (other backends).
 
     On an H200 at B=512, Nv=196, Nt=77, D=256 (bf16, docs/kernels.md) the Pallas kernel took 0.80x
-    the naive time at 1/72 of its memory, the chunked XLA path 1.50x at 1/247. The kernel is Triton's
-    (Mosaic rejects its block shapes, vljax.kernels.tiling), so TPU and CPU take the chunked path.
+    the naive time at 1/72 of its memory, the chunked XLA path 1.50x at 1/247. That kernel is Triton's
+    (Mosaic rejects its block shapes, vljax.kernels.tiling); the Mosaic one (`mosaic`) is opt-in on TPU
+    (impl='pallas') until measured there, so TPU and CPU take the chunked path.
     """
     if bi * bt * nv * nt <= NAIVE_MAX_ELEMENTS:
         return "naive"
@@ -457,6 +635,8 @@ def late_interaction(v, t, mv=None, mt=None, impl="auto", interpret=None):
         return naive(v, t, mv, mt)
     if impl == "chunked":
         return chunked(v, t, mv, mt)
-    # NOTE: XLA does not partition the kernel's custom call: under a mesh that splits the batch, each device
-    # scores its own images against all texts (rows of both outputs) instead of gathering every image.
-    return per_batch_shard(lambda v, mv, t, mt: pallas(v, t, mv, mt, interpret=interpret), v, mv, t, mt, replicated=2)
+    # NOTE: the Triton kernel on GPU (and in the interpreter on CPU), the Mosaic one on TPU. XLA does not partition
+    # a kernel's custom call: under a mesh that splits the batch, each device scores its own images against all
+    # texts (rows of both outputs) instead of gathering every image.
+    kernel = mosaic if tiles.backend() == "tpu" else pallas
+    return per_batch_shard(lambda v, mv, t, mt: kernel(v, t, mv, mt, interpret=interpret), v, mv, t, mt, replicated=2)
