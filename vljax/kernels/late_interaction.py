@@ -506,7 +506,8 @@ def _mosaic_forward(v, mv, t, mt, interpret):
             _out_struct((bi, nv, bt), v, jnp.int32),
             _out_struct((bi, bt, nt), v, jnp.int32),
         ],
-        interpret=interpret,
+        # NOTE: off-TPU, jax's TPU interpreter, which runs the grid with a TPU's block pipelining and write-back.
+        interpret=pltpu.InterpretParams() if interpret else False,
         compiler_params=params,
     )(v, mv[..., None], t, mt)
     return i2t[:, 0], t2i[:, 0], rowarg, colarg

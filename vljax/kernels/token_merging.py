@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
 
 from vljax.kernels import tiling
 from vljax.sharding import per_batch_shard
@@ -246,7 +247,8 @@ def match_mosaic(metric, protect_cls=True, interpret=None, chunk=128):
         in_specs=[pl.BlockSpec((1, pna, pc), lambda i: (i, 0, 0)), pl.BlockSpec((1, pnb, pc), lambda i: (i, 0, 0))],
         out_specs=[row, row, row],
         out_shape=[out(jnp.int32), out(jnp.float32), out(jnp.int32)],
-        interpret=bool(interpret),
+        # NOTE: off-TPU, jax's TPU interpreter, which runs the grid with a TPU's block pipelining and write-back.
+        interpret=pltpu.InterpretParams() if interpret else False,
     )(a, b)
     return idx[:, 0, :na], score[:, 0, :na], rank[:, 0, :na]
 
