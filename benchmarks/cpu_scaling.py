@@ -1,6 +1,7 @@
 """How the ops of the tiny preset's train step scale from one CPU core to several, in jax and in PyTorch.
 
-  python benchmarks/cpu_scaling.py [--reps 20] [--rounds 2] [--cores 1,2] [--cases dense,attention] [--frameworks jax,torch]
+  python benchmarks/cpu_scaling.py [--reps 20] [--rounds 2] [--cores 1,2] [--cases dense,attention]
+                                   [--frameworks jax,torch]
 
 Each op is timed fwd + bwd (grad of sum(op(inputs) * c) with respect to every float input), at the shapes of the
 `tiny` preset's image tower (batch 128, 64 tokens, width 96, 3 heads of 32, MLP 256). Every (framework, core count)

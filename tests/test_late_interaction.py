@@ -197,9 +197,13 @@ def test_pallas_under_a_mesh_scores_each_image_shard_against_all_texts(monkeypat
     from vljax.sharding import make_mesh
 
     v, t, mv, mt = _inputs(11, bi=8, bt=6)
-    seen = []
-    kernel = li.pallas
-    monkeypatch.setattr(li, "pallas", lambda v, t, *a, **kw: (seen.append((v.shape, t.shape)), kernel(v, t, *a, **kw))[1])
+    seen, kernel = [], li.pallas
+
+    def spy(v, t, *args, **kwargs):
+        seen.append((v.shape, t.shape))
+        return kernel(v, t, *args, **kwargs)
+
+    monkeypatch.setattr(li, "pallas", spy)
     w = jnp.arange(6.0)
 
     def loss(v, t, impl):

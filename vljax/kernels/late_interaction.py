@@ -578,8 +578,8 @@ def mosaic(v, t, mv, mt, interpret=None):
     The same contract as `pallas`, written for TPU's (8, 128) tiles: one image per program against blocks of
     128 texts (the outputs' lanes), MOSAIC_TEXTS texts per inner step; Nv and Nt padded to multiples of 8
     and 128, D to 128, Bt to 128. The backward is XLA: the routes rebuilt from the saved argmaxes (ties go to
-    the first index, as in `pallas`) and two einsums per block of 128 texts, so it holds a
-    [Bi, block, Nv, Nt] tile per block of texts (within CHUNK_ELEMENTS). Compiled on TPU, interpreted on CPU;
+    the first index, as in `pallas`) and two einsums per block of texts, a power of two up to 128 that keeps
+    the [Bi, block, Nv, Nt] tile within CHUNK_ELEMENTS. Compiled on TPU, run by jax's TPU interpreter on CPU;
     refused on GPU.
     """
     interpret = tiles.resolve_interpret_tpu(interpret, "late_interaction impl='pallas' (Mosaic)")

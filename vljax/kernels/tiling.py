@@ -2,9 +2,9 @@
 
 The kernels are written for Triton. Mosaic (the TPU lowering of pallas_call) rejects their block
 shapes (its blocks need last two dims divisible by (8, 128) or whole), so on TPU the dispatchers pick
-the XLA paths and an explicit request for a Triton kernel fails with a message saying so. Token
-merging's matching also has a kernel written for Mosaic (`token_merging.match_mosaic`), which
-`impl='pallas'` takes on TPU (resolve_interpret_tpu).
+the XLA paths and an explicit request for a Triton kernel fails with a message saying so. Late
+interaction and token merging's matching also have kernels written for Mosaic (`late_interaction.mosaic`,
+`token_merging.match_mosaic`), which `impl='pallas'` takes on TPU (resolve_interpret_tpu).
 """
 
 import jax

@@ -227,7 +227,7 @@ def match_mosaic(metric, protect_cls=True, interpret=None, chunk=128):
 
     The same contract as match_reference and match_pallas, written for TPU's (8, 128) tiles: one program per
     sample holds its A tokens ([Na, C], padded to multiples of 128) and scans B in chunks of `chunk` tokens,
-    then ranks by counting in chunks of 128. Compiled on TPU, interpreted on CPU (tests); on GPU it is refused
+    then ranks by counting in chunks of 128. Compiled on TPU, run by jax's TPU interpreter on CPU; on GPU it is refused
     (match_pallas is the Triton kernel). On-chip memory per program: O((Na + chunk) * C + chunk * Na).
     """
     interpret = tiling.resolve_interpret_tpu(interpret, "token merging impl='pallas' (Mosaic)")
