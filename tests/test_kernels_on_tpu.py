@@ -201,10 +201,17 @@ def test_train_step_lowers_for_tpu(monkeypatch, tmp_path, module, preset, kernel
     assert "stablehlo.dot_general" in text
 
 
-def test_pallas_attention_is_refused_on_tpu():
+def test_pallas_attention_on_tpu_is_jax_tpu_flash_attention():
+    # attention_impl='pallas' on TPU: jax's Mosaic flash attention (forward; dkv and dq kernels in the gradient).
+    # Lowering only here; its numbers are checked in the TPU interpreter (tests/test_nn.py).
     model, images, params = _bf16_vit(32, 8, width=64, depth=1, num_heads=2, pool="gap", attention_impl="pallas")
-    with jax.sharding.use_abstract_mesh(TPU), pytest.raises(ValueError, match="attention_impl='pallas'.*Mosaic"):
-        _tpu_module(model.apply, params, images)
+    loss = lambda p, x: jnp.sum(model.apply(p, x).astype(jnp.float32))
+    with jax.sharding.use_abstract_mesh(TPU):
+        forward = _tpu_module(model.apply, params, images)
+        grad = _tpu_module(jax.grad(loss), params, images)
+    assert _mosaic_calls(forward) == 1
+    kernels = re.findall(r'kernel_name = "(\w+)"', grad)
+    assert sorted(kernels) == ["_flash_attention_dkv_kernel", "_flash_attention_dq_kernel", "_flash_attention_kernel"]
 
 
 def test_mosaic_rejects_the_triton_kernels(monkeypatch):

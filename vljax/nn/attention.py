@@ -11,6 +11,7 @@ import numpy as np
 from vljax.kernels import tiling as tiles
 from vljax.nn.embeddings import apply_rope
 from vljax.nn.rope_scaling import rope_inv_freq
+from vljax.sharding import per_batch_shard
 
 Dtype = Any
 
@@ -19,9 +20,9 @@ Dtype = Any
 MASK_VALUE = float(np.finfo(np.float32).min)
 _FALLBACK_WARNED: set[str] = set()
 # 'xla': the einsum path below (any backend, masks, bias, dropout). 'cudnn': cuDNN's fused flash
-# attention through jax.nn.dot_product_attention (GPU, 16-bit). 'pallas': jax's Pallas (Triton) flash
-# attention kernel for unmasked self-attention, xla for the rest (interpret mode off-GPU). 'auto':
-# cudnn where it applies, else xla ('pallas' is opt-in until measured on a GPU).
+# attention through jax.nn.dot_product_attention (GPU, 16-bit). 'pallas': jax's Pallas flash attention for
+# unmasked self-attention, xla for the rest: the Triton kernel (GPU; interpret mode on CPU), on TPU jax's
+# Mosaic one. 'auto': cudnn where it applies, else xla ('pallas' is opt-in until measured on a GPU / TPU).
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas")
 # NOTE: Pallas flash attention tiles the sequence in blocks of this many tokens (padded, masked by segment ids).
 PALLAS_BLOCK = 64
@@ -90,36 +91,74 @@ def make_attention_mask(kv_mask: jax.Array | None, causal: bool, nq: int, nk: in
     return mask
 
 
+def tpu_flash_attention(q, k, v, *, dtype=jnp.bfloat16):
+    """[B, N, H, K] x3 (self-attention, H kv heads) -> [B, N, H, K] via jax's Pallas flash attention for TPU.
+
+    jax.experimental.pallas.ops.tpu.flash_attention (Mosaic kernels, forward and backward), which tiles the
+    sequence in blocks of 128: N is padded to a multiple of 128 and padded keys get segment id 0 (real ones
+    1), so real queries never attend to padding. Compiled on TPU. Off-TPU it runs only in jax's TPU
+    interpreter: trace and compile the whole computation inside `pltpu.force_tpu_interpret_mode()` (the
+    kernel's backward is traced after the forward, so a context around this call alone is not enough).
+    """
+    from jax.experimental.pallas.ops.tpu import flash_attention as tpu_fa
+
+    b, n, _, kdim = q.shape
+    blk = tpu_fa.MIN_BLOCK_SIZE
+    padded = tiles.round_up(n, blk)
+    # NOTE: the TPU kernel is head-major ([B, H, N, K]).
+    prep = lambda x: jnp.pad(x.astype(dtype), ((0, 0), (0, padded - n), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
+    segments = None
+    if padded != n:
+        ids = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (b, padded))
+        segments = tpu_fa.SegmentIds(q=ids, kv=ids)
+    sizes = tpu_fa.BlockSizes(
+        block_q=blk, block_k_major=blk, block_k=blk, block_b=1, block_q_major_dkv=blk, block_k_major_dkv=blk,
+        block_k_dkv=blk, block_q_dkv=blk, block_k_major_dq=blk, block_k_dq=blk, block_q_dq=blk,
+    )
+    out = tpu_fa.flash_attention(prep(q), prep(k), prep(v), segment_ids=segments, sm_scale=kdim**-0.5,
+                                 block_sizes=sizes)
+    return out.transpose(0, 2, 1, 3)[:, :n]
+
+
 def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, interpret: bool | None = None):
     """[B, N, H, K] x3 (self-attention, H kv heads) -> [B, N, H, K] via jax's Pallas flash-attention kernel.
 
     N is padded to a multiple of the block; padded keys get segment id 0 and real ones 1, so real queries
     never attend to padding. Forward and backward are Triton kernels on GPU and run in the interpreter on
-    CPU; on TPU the call is refused (vljax.kernels.tiling.resolve_interpret) unless interpret=True.
+    CPU; on TPU it is jax's TPU (Mosaic) flash attention instead (`tpu_flash_attention`, blocks of 128;
+    `interpret` applies to the Triton kernel only). Under a mesh that splits the batch the kernel runs on each
+    batch shard (vljax.sharding.per_batch_shard).
     """
     from jax.experimental.pallas.ops.gpu import attention as pallas_mha
 
-    b, n, h, kdim = q.shape
+    _, n, h, kdim = q.shape
     if k.shape[1] != n or k.shape[2] != h:
         raise ValueError(
             f"attention_impl='pallas' needs self-attention with as many kv heads as heads; got q {q.shape}, "
             f"k {k.shape}"
         )
+    if tiles.backend() == "tpu":
+        return per_batch_shard(lambda q, k, v: tpu_flash_attention(q, k, v, dtype=dtype), q, k, v)
     interpret = tiles.resolve_interpret(interpret, "attention_impl='pallas'")
     # NOTE: Triton blocks are powers of two >= 16 (the shared tile arithmetic of vljax's own kernels).
     blk = min(block, tiles.padded_length(n, "gpu"))
     padded = tiles.round_up(n, blk)
     pad = lambda x: jnp.pad(x.astype(dtype), ((0, 0), (0, padded - n), (0, 0), (0, 0)))
-    segments = None
-    if padded != n:
-        segments = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (b, padded))
     sizes = pallas_mha.BlockSizes(
         block_q=blk, block_k=blk, block_q_dkv=min(32, blk), block_kv_dkv=min(32, blk), block_q_dq=min(32, blk),
         block_kv_dq=min(32, blk),
     )
-    out = pallas_mha.mha(pad(q), pad(k), pad(v), segments, sm_scale=kdim**-0.5, block_sizes=sizes,
-                         interpret=interpret)
-    return out[:, :n]
+
+    def call(q, k, v):
+        """One batch shard [b, N, H, K] x3 -> [b, N, H, K]."""
+        segments = None
+        if padded != n:
+            segments = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (q.shape[0], padded))
+        out = pallas_mha.mha(pad(q), pad(k), pad(v), segments, sm_scale=kdim**-0.5, block_sizes=sizes,
+                             interpret=interpret)
+        return out[:, :n]
+
+    return per_batch_shard(call, q, k, v)
 
 
 def dot_product_attention(
