@@ -212,6 +212,16 @@ def test_pallas_attention_on_tpu_is_jax_tpu_flash_attention():
     assert _mosaic_calls(forward) == 1
     kernels = re.findall(r'kernel_name = "(\w+)"', grad)
     assert sorted(kernels) == ["_flash_attention_dkv_kernel", "_flash_attention_dq_kernel", "_flash_attention_kernel"]
+    # on a data-4 TPU mesh each kernel takes its shard's 2 of 8 images ([2, heads, 128-token block, 32])
+    device = jax.sharding.AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
+    mesh = jax.sharding.AbstractMesh((4, 2), ("data", "tensor"), abstract_device=device)
+    model, images, params = _bf16_vit(32, 8, batch=8, width=64, depth=1, num_heads=2, pool="gap",
+                                      attention_impl="pallas")
+    images = jax.ShapeDtypeStruct(images.shape, images.dtype, sharding=jax.NamedSharding(mesh, jax.P("data")))
+    with jax.sharding.use_abstract_mesh(mesh):
+        grad = _tpu_module(jax.grad(loss), params, images)
+    operands = re.findall(r"custom_call @tpu_custom_call\(.*?: \((tensor<[^,]*>)", grad)
+    assert operands == ["tensor<2x2x128x32xbf16>"] * 3
 
 
 def test_mosaic_rejects_the_triton_kernels(monkeypatch):
