@@ -239,17 +239,13 @@ def main(argv=None):
     frameworks = [f for f in flags.frameworks.split(",") if f]
     if any(f not in FRAMEWORKS for f in frameworks):
         p.error(f"--frameworks: choose from {FRAMEWORKS}")
+    shown = list(frameworks)  # NOTE: a framework that is not installed keeps its columns, reading n/a
     if "torch" in frameworks:
         try:
             import torch  # noqa: F401
         except ImportError:
             print("PyTorch is not installed (pip install -e '.[dev]'): its columns read n/a")
             frameworks.remove("torch")
-            frameworks_shown = frameworks + ["torch"]
-        else:
-            frameworks_shown = frameworks
-    else:
-        frameworks_shown = frameworks
     results: dict = {}
     for r in range(flags.rounds):
         for fw in frameworks:
@@ -269,7 +265,7 @@ def main(argv=None):
         f"jax {jax.__version__}, float32, fwd + bwd, median of {flags.reps} per child, best of {flags.rounds} rounds; "
         f"shapes of the tiny preset (B {B}, N {N}, D {D}, H {H}, K {K}, F {F})"
     )
-    print(table(results, cases, frameworks_shown, cores))
+    print(table(results, cases, shown, cores))
     return results
 
 

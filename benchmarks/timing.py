@@ -1,4 +1,4 @@
-"""Shared pieces of the fwd + bwd microbenchmarks (dense_layout.py, mlp_layout.py): flags and interleaved timing."""
+"""Shared pieces of the microbenchmarks (dense_layout, mlp_layout, cpu_scaling): flags and interleaved timing."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def header(reps: int) -> str:
 def interleaved_ms(calls: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
     """{name: call} -> {name: median ms}: one warm-up each, then `reps` rounds calling each once in turn.
 
-    NOTE: interleaved, so a load drift on a shared machine hits every variant alike.
+    NOTE: interleaved, so a load drift on a shared machine hits every variant alike. A call may return jax arrays
+    (waited for) or anything else (a PyTorch call, already finished when it returns).
     """
     import jax
 

@@ -41,6 +41,11 @@ def _custom_calls(text):
     return sorted(set(re.findall(r'call_target_name = "([^"]+)"', text)))
 
 
+def _mosaic_calls(text):
+    """StableHLO text -> how many Mosaic kernels (tpu_custom_call) it calls."""
+    return len(re.findall(r"custom_call @tpu_custom_call\(", text))
+
+
 def _bf16_vit(image_size, patch, batch=4, **kw):
     """ViT kwargs -> (bf16 ViT with mlp_dim = 4 x width, image ShapeDtypeStruct, abstract params)."""
     model = ViT(mlp_dim=4 * kw["width"], patch_size=(patch, patch), image_size=image_size, dtype=jnp.bfloat16, **kw)
@@ -122,11 +127,6 @@ def test_token_merging_vit_on_tpu_takes_the_reference_matching():
     # NOTE: bf16 unmasked attention would be cuDNN on a GPU ('auto'); on TPU it is XLA, with no custom call.
     assert _custom_calls(text) == []
     assert "tpu_custom_call" not in text
-
-
-def _mosaic_calls(text):
-    """StableHLO text -> how many Mosaic kernels (tpu_custom_call) it calls."""
-    return len(re.findall(r"custom_call @tpu_custom_call\(", text))
 
 
 def test_token_merging_opts_into_the_mosaic_kernel_on_tpu():

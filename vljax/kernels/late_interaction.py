@@ -422,9 +422,9 @@ def pallas(v, t, mv, mt, block_i=8, block_t=8, chunk_v=32, chunk_d=128, num_warp
 
 # ----------------------------------------------------------------------------- Pallas: Mosaic (TPU)
 
-# NOTE: Mosaic tiles float32 arrays in (8 sublanes, 128 lanes): texts go 128 to an output block (lanes), and
-# within a program `MOSAIC_TEXTS` at a time (one inner grid step, the VMEM-resident text block).
-_LANES, _SUBLANES = 128, 8
+# NOTE: texts go 128 (a lane tile) to an output block, and within a program `MOSAIC_TEXTS` at a time (one inner
+# grid step, the VMEM-resident text block).
+_LANES, _SUBLANES = tiles.TPU_LANES, tiles.TPU_SUBLANES
 MOSAIC_TEXTS = 16
 
 
@@ -514,20 +514,17 @@ def _mosaic_forward(v, mv, t, mt, interpret):
 
 
 def _routes(rowarg, colarg, mv, mt, g_i2t, g_t2i):
-    """Saved argmaxes of a text block -> dL/dS [Bi, bt, Nv, Nt] (float32), as the GPU kernels' routes.
+    """Saved argmaxes of a text block -> dL/dS [Bi, bt, Nv, Nt] (float32): the Triton kernels' routes per pair.
 
     rowarg [Bi, Nv, bt], colarg [Bi, bt, Nt], masks mv [Bi, Nv], mt [bt, Nt], cotangents [Bi, bt].
     """
-    nv, nt = mv.sum(-1), mt.sum(-1)
-    w_v = jnp.where(nt[None, :] > 0.5, 1.0 / jnp.maximum(nv, 1.0)[:, None], 0.0)  # [Bi, bt]
-    w_t = jnp.where(nv[:, None, None] > 0.5, (mt / jnp.maximum(nt, 1.0)[:, None])[None], 0.0)  # [Bi, bt, Nt]
-    words = jnp.arange(mt.shape[1], dtype=jnp.int32)
-    patches = jnp.arange(mv.shape[1], dtype=jnp.int32)
-    hit_text = jnp.moveaxis(rowarg, 2, 1)[..., None] == words  # [Bi, bt, Nv, Nt]
-    hit_image = colarg[:, :, None, :] == patches[:, None]  # [Bi, bt, Nv, Nt]
-    row = (g_i2t * w_v)[:, :, None, None] * mv[:, None, :, None]
-    col = (g_t2i[:, :, None] * w_t)[:, :, None, :]
-    return jnp.where(hit_text, row, 0.0) + jnp.where(hit_image, col, 0.0)
+
+    def pair(rowarg_ij, colarg_ij, mv_i, mt_j, g_i2t_ij, g_t2i_ij):
+        w_v, w_t = _pair_weights(jnp.sum(mv_i), jnp.sum(mt_j), mt_j)
+        return _chunk_routes(rowarg_ij, colarg_ij, mv_i, mt_j, 0, w_v, w_t, g_i2t_ij, g_t2i_ij)
+
+    per_text = jax.vmap(pair, in_axes=(1, 0, None, 0, 0, 0))
+    return jax.vmap(per_text, in_axes=(0, 0, 0, None, 0, 0))(rowarg, colarg, mv, mt, g_i2t, g_t2i)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

@@ -11,6 +11,8 @@ import jax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
+# NOTE: Mosaic (TPU) tiles a 32-bit array in (8 sublanes, 128 lanes): the Mosaic kernels' block and padding unit.
+TPU_SUBLANES, TPU_LANES = 8, 128
 # NOTE: jax names the CUDA / ROCm platforms "gpu" in default_backend() but by vendor in some device lists.
 _PLATFORM_ALIASES = {"cuda": "gpu", "rocm": "gpu"}
 

@@ -168,8 +168,8 @@ def match_pallas(metric, protect_cls=True, interpret=None, block=64, chunk=128):
 
 # ----------------------------------------------------------------------------- matching: Mosaic (TPU)
 
-# NOTE: Mosaic tiles a float32 array in (8 sublanes, 128 lanes); every in-kernel array here is a multiple of that.
-_LANES, _SUBLANES = 128, 8
+# NOTE: every in-kernel array here is a whole number of Mosaic's (8, 128) tiles.
+_LANES, _SUBLANES = tiling.TPU_LANES, tiling.TPU_SUBLANES
 
 
 def _mosaic_kernel(a_ref, b_ref, idx_ref, score_ref, rank_ref, *, na, nb, protect_cls, chunk_b, chunk_r):
