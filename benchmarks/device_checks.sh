@@ -5,7 +5,7 @@
 #   3. attention          XLA vs cuDNN vs Pallas flash attention fwd+bwd at the ViT-B/16 shape (plain, under the mesh)
 #   4. train_throughput   ViT-B/16 CLIP (configs/clip.py:base, batch 1024, bf16): step time and MFU with
 #                         auto (cuDNN) / XLA / Pallas attention side by side, and a profile of the first
-#   5. token_merging      ViT-S/16 224 px forward throughput at several r (bf16)
+#   5. token_merging      ViT-S/16 224 px forward throughput at r = 13, constant and decreasing schedules (bf16)
 #   6. late_interaction   the same shape in float32
 #   7. pytest             the kernel unit tests on the GPU (single-device ones)
 # Usage, from the repo root of a GPU machine whose python3 has jax[cuda]:
@@ -52,8 +52,9 @@ step li_bf16 150 python3 benchmarks/late_interaction.py --shape 512,196,77,256 -
 step attention 60 python3 benchmarks/attention.py
 TAIL=60 step clip_base 330 python3 benchmarks/train_throughput.py --config configs/clip.py:base --steps 10 \
   --sweep model.attention_impl=auto,xla,pallas --profile /tmp/clip_base_trace
-step tome 120 python3 benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 \
-  --heads 6 --pool cls --batch 256 --iters 10 --dtype bfloat16 --rs ${TOME_RS:-0,8,13,16}
+step tome 150 python3 benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 \
+  --heads 6 --pool cls --batch 256 --iters 10 --dtype bfloat16 --rs ${TOME_RS:-0,13} \
+  --schedule ${TOME_SCHEDULES:-constant,decreasing}
 step li_f32 120 python3 benchmarks/late_interaction.py --shape 512,196,77,256 --dtype float32 --iters 3 \
   --impls ${LI_F32_IMPLS:-naive,chunked,pallas}
 JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest step pytest 100 python3 -m pytest -q \

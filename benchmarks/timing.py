@@ -1,4 +1,4 @@
-"""Shared pieces of the microbenchmarks (dense_layout, mlp_layout, cpu_scaling): flags and interleaved timing."""
+"""Shared pieces of the microbenchmarks (dense_layout, mlp_layout, cpu_scaling, token_merging): flags and interleaved timing."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def header(reps: int) -> str:
     )
 
 
-def interleaved_ms(calls: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """{name: call} -> {name: median ms}: one warm-up each, then `reps` rounds calling each once in turn.
+def interleaved_ms(calls: dict[str, Callable[[], object]], reps: int, stat=np.median) -> dict[str, float]:
+    """{name: call} -> {name: `stat` (median) of ms}: one warm-up each, then `reps` rounds calling each once in turn.
 
     NOTE: interleaved, so a load drift on a shared machine hits every variant alike. A call may return jax arrays
     (waited for) or anything else (a PyTorch call, already finished when it returns).
@@ -47,4 +47,4 @@ def interleaved_ms(calls: dict[str, Callable[[], object]], reps: int) -> dict[st
             t0 = time.perf_counter()
             jax.block_until_ready(call())
             times[name].append(time.perf_counter() - t0)
-    return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
+    return {name: 1e3 * float(stat(ts)) for name, ts in times.items()}

@@ -4,8 +4,10 @@
   python benchmarks/token_merging.py --skip_accuracy --res 224 --patch 16 --width 384 --depth 12 --heads 6
   python benchmarks/token_merging.py --from_workdir runs/demo [--config configs/clip.py:tiny] [--config.k=v ...]
 
-Default: a throughput table (r, tokens left, images/s, x r=0), then a tiny CLIP trained for --steps with each r
-in --acc_rs (zero-shot mean accuracy, delta vs r=0).
+Default: a throughput table (schedule, r, tokens left, images/s, x r=0), then a tiny CLIP trained for --steps with
+each r in --acc_rs (zero-shot mean accuracy, delta vs r=0). --schedule takes a comma-separated list (constant,
+decreasing, increasing): each r > 0 gets one row per schedule. The forwards of all rows are compiled first and
+timed in interleaved rounds, so a load change on a shared machine hits every row alike.
 
 --from_workdir: ToMe's off-the-shelf setting. The newest checkpoint of an already trained two-tower run (trained
 without merging; --config and --config.* overrides as it was trained) is evaluated with merging switched on at
@@ -17,23 +19,48 @@ speed and accuracy in one row belong to one model.
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 import tempfile
-import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import interleaved_ms
 from vljax.config import load_config, parse_cli
 from vljax.experiments.flops import vit_dims
+from vljax.kernels.token_merging import SCHEDULES
 from vljax.models.tomeformer import merge_schedule, parse_token_merging
 from vljax.models.vit import ViT
 from vljax.train import loop
 
 
-def throughput(args, r: int) -> tuple[float, int]:
-    """-> (images/s of the jitted forward, best of iters; tokens after the last block) at merge rate r."""
+def rows_of(args, rs: str) -> list[tuple[str, int]]:
+    """--schedule a,b x rates "0,4" -> [(schedule, r)]: r = 0 (no merging, no schedule) once, first."""
+    schedules = [s for s in args.schedule.split(",") if s]
+    unknown = [s for s in schedules if s not in SCHEDULES]
+    if unknown or not schedules:
+        raise SystemExit(f"--schedule: unknown {unknown or schedules}; choose from {SCHEDULES}")
+    rates = [int(x) for x in rs.split(",")]
+    return [("-", 0)] * (0 in rates) + [(s, r) for s in schedules for r in rates if r]
+
+
+def merging(r: int, schedule: str) -> dict | None:
+    """-> the ViT's token_merging setting for a table row (None at r = 0)."""
+    return dict(r=r, schedule=schedule) if r else None
+
+
+def throughput(args, rows: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[float, int]]:
+    """-> {(schedule, r): (images/s of the jitted forward, tokens after the last block)}.
+
+    Every row's forward is compiled first, then timed in `iters` interleaved rounds (one call per row per round),
+    so a load change on a shared machine hits every row alike; a row keeps its best round.
+    """
     kw = dict(
         width=args.width,
         depth=args.depth,
@@ -48,24 +75,25 @@ def throughput(args, r: int) -> tuple[float, int]:
     )
     kw["dtype"] = jnp.dtype(args.dtype)
     images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3)).astype(kw["dtype"])
+    # NOTE: merging adds no parameters, so one set serves every row.
     params = ViT(**kw).init(jax.random.key(1), images[:1])
-    model = ViT(**kw, token_merging=dict(r=r, schedule=args.schedule) if r else None)
-    fwd = jax.jit(lambda p, x: model.apply(p, x))
-    jax.block_until_ready(fwd(params, images))
-    times = []
-    for _ in range(args.iters):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fwd(params, images))
-        times.append(time.perf_counter() - t0)
+    calls, left = {}, {}
     n = (args.res // args.patch) ** 2 + (args.pool == "cls")
-    left = n - sum(
-        merge_schedule(parse_token_merging(dict(r=r, schedule=args.schedule)), args.depth, n, args.pool == "cls")
-    )
-    # NOTE: best of `iters`, not the median: on a shared CPU the other jobs only ever add time.
-    return args.batch / float(np.min(times)), left - (args.pool == "cls")
+    for schedule, r in rows:
+        model = ViT(**kw, token_merging=merging(r, schedule))
+        fwd = jax.jit(model.apply)
+        calls[(schedule, r)] = functools.partial(fwd, params, images)
+        # NOTE: compiled here, one row at a time, so a run cut short by a time limit shows how far it got.
+        jax.block_until_ready(calls[(schedule, r)]())
+        print(f"# compiled schedule={schedule} r={r}", file=sys.stderr, flush=True)
+        plan = merge_schedule(parse_token_merging(merging(r, schedule)), args.depth, n, args.pool == "cls")
+        left[(schedule, r)] = n - sum(plan) - (args.pool == "cls")
+    # NOTE: best round, not the median: on a shared CPU the other jobs only ever add time.
+    ms = interleaved_ms(calls, args.iters, stat=np.min)
+    return {row: (1e3 * args.batch / ms[row], left[row]) for row in rows}
 
 
-def zeroshot_accuracy(args, r: int) -> float:
+def zeroshot_accuracy(args, schedule: str, r: int) -> float:
     """Trains the tiny CLIP preset (shortened) with merging at r -> world zero-shot mean accuracy."""
     cfg = load_config(
         "configs/clip.py:tiny",
@@ -81,7 +109,7 @@ def zeroshot_accuracy(args, r: int) -> float:
     )
     del cfg.evals["retrieval"]
     if r:
-        cfg.model.image.token_merging = ml_collections.ConfigDict(dict(r=r, schedule=args.schedule))
+        cfg.model.image.token_merging = ml_collections.ConfigDict(merging(r, schedule))
     with tempfile.TemporaryDirectory() as workdir:
         res = loop.train_and_evaluate(cfg, workdir)
     return res["zeroshot/mean_acc"]
@@ -105,23 +133,27 @@ def off_the_shelf(args, overrides: list[str]) -> None:
         f"fwd images/s at batch {args.batch}, {args.dtype}, backend={jax.default_backend()}"
     )
     tasks = tuple(cfg.evals.zeroshot.tasks) if "zeroshot" in cfg.evals else ()
-    head = "| r | tokens left | fwd images/s | x r=0 | " + " | ".join(f"zero-shot {t}" for t in tasks)
+    rows = rows_of(args, args.acc_rs)
+    results = {}
+    for schedule, r in rows:
+        tm = merging(r, schedule)
+        cfg.model.image.token_merging = ml_collections.ConfigDict(tm) if tm else None
+        results[(schedule, r)] = loop.evaluate_latest(cfg, args.from_workdir, write_results=False)
+        print(f"# evaluated schedule={schedule} r={r}", file=sys.stderr, flush=True)
+    speed = throughput(args, rows)
+    head = "| schedule | r | tokens left | fwd images/s | x r=0 | " + " | ".join(f"zero-shot {t}" for t in tasks)
     head += " | zero-shot mean | delta (points) | R@1 i->t / t->i |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    base = acc0 = None
-    for r in (int(x) for x in args.acc_rs.split(",")):
-        cfg.model.image.token_merging = ml_collections.ConfigDict(dict(r=r, schedule=args.schedule)) if r else None
-        res = loop.evaluate_latest(cfg, args.from_workdir, write_results=False)
-        ips, left = throughput(args, r)
-        base = base or ips
+    base, acc0 = speed[rows[0]][0], results[rows[0]].get("zeroshot/mean_acc", float("nan"))
+    for row in rows:
+        res, (ips, left) = results[row], speed[row]
         acc = res.get("zeroshot/mean_acc", float("nan"))
-        acc0 = acc if acc0 is None else acc0
         per_task = " | ".join(f"{res.get(f'zeroshot/{t}_acc', float('nan')):.3f}" for t in tasks)
         r1 = f"{res.get('retrieval/i2t_r1', float('nan')):.3f} / {res.get('retrieval/t2i_r1', float('nan')):.3f}"
         print(
-            f"| {r} | {left} | {ips:.1f} | {ips / base:.2f} | {per_task} | {acc:.3f} | {100 * (acc - acc0):+.1f} "
-            f"| {r1} |",
+            f"| {row[0]} | {row[1]} | {left} | {ips:.1f} | {ips / base:.2f} | {per_task} | {acc:.3f} "
+            f"| {100 * (acc - acc0):+.1f} | {r1} |",
             flush=True,
         )
 
@@ -137,7 +169,9 @@ def main():
     p.add_argument("--pool", default="gap")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--schedule", default="constant")
+    p.add_argument(
+        "--schedule", default="constant", help=f"merge schedules, comma-separated, each row per schedule: {SCHEDULES}"
+    )
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype of the ViT")
     p.add_argument("--rs", default="0,2,3,4", help="merge rates for the throughput rows")
     # NOTE: merged blocks add the log-size bias (proportional attention), which keeps them on the XLA
@@ -163,23 +197,23 @@ def main():
         f"batch={args.batch} schedule={args.schedule} dtype={args.dtype} attention={args.attention_impl} "
         f"backend={jax.default_backend()}"
     )
-    print("| r | tokens left | fwd images/s | x r=0 |")
-    print("|---|---|---|---|")
-    base = None
-    for r in (int(x) for x in args.rs.split(",")):
-        ips, left = throughput(args, r)
-        base = base or ips
-        print(f"| {r} | {left} | {ips:.1f} | {ips / base:.2f} |", flush=True)
+    rows = rows_of(args, args.rs)
+    speed = throughput(args, rows)
+    print("| schedule | r | tokens left | fwd images/s | x first row |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        ips, left = speed[row]
+        print(f"| {row[0]} | {row[1]} | {left} | {ips:.1f} | {ips / speed[rows[0]][0]:.2f} |", flush=True)
     if args.skip_accuracy:
         return
     print(f"\n# tiny CLIP (configs/clip.py:tiny, {args.steps} steps, batch {args.train_batch}) with ToMe in the ViT")
-    print("| r | zero-shot mean acc | delta vs r=0 (points) |")
-    print("|---|---|---|")
+    print("| schedule | r | zero-shot mean acc | delta vs first row (points) |")
+    print("|---|---|---|---|")
     acc0 = None
-    for r in (int(x) for x in args.acc_rs.split(",")):
-        acc = zeroshot_accuracy(args, r)
+    for schedule, r in rows_of(args, args.acc_rs):
+        acc = zeroshot_accuracy(args, schedule, r)
         acc0 = acc if acc0 is None else acc0
-        print(f"| {r} | {acc:.4f} | {100 * (acc - acc0):+.1f} |", flush=True)
+        print(f"| {schedule} | {r} | {acc:.4f} | {100 * (acc - acc0):+.1f} |", flush=True)
 
 
 if __name__ == "__main__":

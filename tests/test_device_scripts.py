@@ -116,17 +116,22 @@ def test_token_merging_off_the_shelf_evaluates_one_checkpoint_at_each_r(tmp_path
     before = (tmp_path / "results.json").read_text()
     capsys.readouterr()
     argv = ["token_merging.py", "--from_workdir", str(tmp_path), "--acc_rs", "0,8", "--batch", "4", "--iters", "1",
-            *small]
+            "--schedule", "constant,decreasing", *small]
     monkeypatch.setattr(sys, "argv", argv)
     _load("token_merging").main()
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    rows = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line[2] in "-cdi"]
     assert (tmp_path / "results.json").read_text() == before and json.loads(before) == trained
-    assert [row.split(" | ")[:2] for row in rows] == [["| 0", "64"], ["| 8", "48"]]  # 64 tokens, 2 blocks x 8
-    cells = rows[0].strip("| ").split(" | ")
+    # 64 tokens, 2 blocks: constant merges 8 + 8, decreasing 16 + 0; r = 0 is one row for all schedules
+    assert [row[:3] for row in rows] == [["-", "0", "64"], ["constant", "8", "48"], ["decreasing", "8", "48"]]
     # r=0: the columns after the timing are the trained run's own zero-shot and retrieval numbers.
-    assert cells[4:7] == [f"{trained[k]:.3f}" for k in ("zeroshot/shape_acc", "zeroshot/color_acc",
-                                                       "zeroshot/mean_acc")]
-    assert cells[8] == f"{trained['retrieval/i2t_r1']:.3f} / {trained['retrieval/t2i_r1']:.3f}"
+    assert rows[0][5:8] == [f"{trained[k]:.3f}" for k in ("zeroshot/shape_acc", "zeroshot/color_acc",
+                                                         "zeroshot/mean_acc")]
+    assert rows[0][9] == f"{trained['retrieval/i2t_r1']:.3f} / {trained['retrieval/t2i_r1']:.3f}"
+    assert rows[0][4] == "1.00" and all(float(row[3]) > 0 for row in rows)
+    monkeypatch.setattr(sys, "argv", argv[:-len(small) - 1] + ["nope", *small])
+    with pytest.raises(SystemExit, match="unknown"):
+        _load("token_merging").main()
 
 
 def test_train_throughput_times_the_resnet_two_tower_against_torch(capsys):

@@ -67,6 +67,29 @@ def test_vit_matches_compiled_cost_analysis(pool):
     assert 0.93 * compiled <= analytic <= compiled, (analytic, compiled)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "decreasing"])
+def test_vit_with_token_merging_matches_compiled_cost_analysis(schedule):
+    from vljax.models.tomeformer import merge_schedule, parse_token_merging
+
+    width, depth, heads, mlp, patch, res, batch = 256, 3, 4, 1024, 16, 128, 2
+    merging = dict(r=12, schedule=schedule)
+    vit = ViT(width=width, depth=depth, num_heads=heads, mlp_dim=mlp, patch_size=(patch, patch),
+              image_size=res, pool="gap", token_merging=merging)
+    x = jax.random.normal(jax.random.key(1), (batch, res, res, 3))
+    compiled = _per_example(vit, x, batch)
+    merges = merge_schedule(parse_token_merging(merging), depth, 64, False)
+    analytic = F.vit_flops(res, patch, width, depth, heads, mlp, pool="gap", merges=merges)
+    # NOTE: the merge's sorts, gathers and scatters are not FLOPs; the matching dots are (counted).
+    assert 0.93 * compiled <= analytic <= compiled, (analytic, compiled)
+    plain = F.vit_flops(res, patch, width, depth, heads, mlp, pool="gap")
+    assert analytic < 0.8 * plain
+    # the config path reads the same schedule from config.model.image.token_merging
+    image = dict(width=width, depth=depth, num_heads=heads, mlp_dim=mlp, patch_size=patch, token_merging=merging)
+    assert F.image_tower_flops(image, res)[0] == analytic
+    with pytest.raises(ValueError, match="merges"):
+        F.vit_flops(res, patch, width, depth, heads, mlp, merges=(1, 2))
+
+
 def test_text_matches_compiled_cost_analysis():
     width, depth, heads, mlp, length, batch = 256, 1, 4, 1024, 64, 2
     enc = TextEncoder(vocab_size=500, width=width, depth=depth, num_heads=heads, mlp_dim=mlp, max_len=length)

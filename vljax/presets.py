@@ -77,6 +77,9 @@ def two_tower_model(size: str) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown size {size!r}; valid: {', '.join(TWO_TOWER)}")
     m = ml_collections.ConfigDict(TWO_TOWER[size])
     m.text.pool = "last"
+    # NOTE: None = off; a dict {r, schedule, mode, prop_attn, impl} runs ToMe in the ViT's blocks (docs/kernels.md),
+    # e.g. --config.model.image.token_merging="{'r': 6, 'schedule': 'decreasing'}".
+    m.image.token_merging = None
     # NOTE: False = bidirectional text attention; True = a causal text transformer as in OpenAI CLIP and FILIP's card.
     m.text.causal = False
     m.dtype = "float32"

@@ -71,8 +71,13 @@ def conv_stem_flops(image_size: tuple[int, int], patch_size: tuple[int, int], wi
 
 def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, int], width: int, depth: int,
               num_heads: int, mlp_dim: int, pool: str = "gap", activation: str = "gelu",
-              channels: int = 3, stem: str = "patch", stem_channels=()) -> float:
-    """One [H, W, C] image -> forward FLOPs of the ViT (patch or conv stem, `depth` blocks, pooling)."""
+              channels: int = 3, stem: str = "patch", stem_channels=(), merges=()) -> float:
+    """One [H, W, C] image -> forward FLOPs of the ViT (patch or conv stem, `depth` blocks, pooling).
+
+    `merges`: ToMe's per-block merge counts (`vljax.models.tomeformer.merge_schedule`; empty = no merging). A block
+    that merges r tokens runs its attention on N tokens, matches A-half against B-half keys ([N/2, N/2] dots over
+    the head dim) and runs its MLP on N - r.
+    """
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     for name, v in (("image height", h), ("image width", w), ("patch height", ph), ("patch width", pw),
@@ -91,7 +96,17 @@ def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, in
         embed = 2.0 * patches * ph * pw * channels * width
     else:
         raise ValueError(f"stem={stem!r} is not 'patch' or 'conv'")
-    blocks = depth * block_flops(tokens, width, num_heads, mlp_dim, activation)
+    merges = tuple(merges) or (0,) * int(depth)
+    if len(merges) != depth or any(r < 0 for r in merges) or sum(merges) >= tokens:
+        raise ValueError(f"merges must give one count >= 0 per block ({depth}) and leave tokens, got {merges}")
+    blocks = 0.0
+    for r in merges:
+        blocks += attention_flops(tokens, tokens, width, num_heads)
+        if r:
+            # NOTE: the metric is the keys averaged over heads (head_dim wide); alternate tokens form the two sides.
+            blocks += 2.0 * (tokens // 2) * (tokens - tokens // 2) * (width // num_heads)
+            tokens -= r
+        blocks += mlp_flops(tokens, width, mlp_dim, activation)
     return embed + blocks + pool_flops(pool, tokens, width, num_heads, mlp_dim)
 
 
@@ -141,12 +156,19 @@ def image_tower_flops(image: Mapping[str, Any], resolution: int) -> tuple[float,
         # NOTE: the attention pool projects to output_dim when given; 'gap' pools the final channels as they are.
         width = (pool == "attn" and d["output_dim"]) or feature_channels(int(d["width"]), len(d["layers"]))
         return fl, int(width)
+    from vljax.models.tomeformer import merge_schedule, parse_token_merging
+
     dims = vit_dims(image)
     res = int(image.get("image_size") or resolution)
     patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
-    fl = vit_flops(res, patch, int(dims["width"]), int(dims["depth"]), int(dims["num_heads"]), int(dims["mlp_dim"]),
-                   pool=image.get("pool", "gap"), activation=image.get("activation", "gelu"),
-                   stem=image.get("stem", "patch"), stem_channels=tuple(image.get("stem_channels", ()) or ()))
+    pool, depth = image.get("pool", "gap"), int(dims["depth"])
+    p = (patch, patch) if isinstance(patch, int) else patch
+    tokens = (res // p[0]) * (res // p[1]) + (pool == "cls")
+    merges = merge_schedule(parse_token_merging(image.get("token_merging")), depth, tokens, pool == "cls")
+    fl = vit_flops(res, patch, int(dims["width"]), depth, int(dims["num_heads"]), int(dims["mlp_dim"]),
+                   pool=pool, activation=image.get("activation", "gelu"),
+                   stem=image.get("stem", "patch"), stem_channels=tuple(image.get("stem_channels", ()) or ()),
+                   merges=merges)
     return fl, int(dims["width"])
 
 
