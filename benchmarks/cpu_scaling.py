@@ -148,7 +148,7 @@ def child(framework: str, cores: int, cases: list[str], reps: int) -> dict:
                 return value
 
             value = step()
-            checks[case] = dict(loss=float(value), grad_norms=[float(t.grad.norm()) for t in arrays.values()])
+            checks[case] = dict(loss=float(value.detach()), grad_norms=[float(t.grad.norm()) for t in arrays.values()])
             calls[case] = step
     times = interleaved_ms(calls, reps)
     return {case: dict(ms=times[case], **checks[case]) for case in cases}

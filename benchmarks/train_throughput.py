@@ -10,7 +10,8 @@ config's shapes (input pipeline excluded, so this measures the model + optimizer
 --torch it builds the same two-tower in PyTorch (open_clip when importable, else a plain
 torch.nn two-tower of identical dims, with the ViT or CLIP's ResNet as image tower, GroupNorm as
 in vljax) and prints the ratio. --sweep KEY=V1,V2 times one row per
-value in the same process (side by side); --profile DIR traces a few steps of the first row with
+value in the same process (side by side); with --rounds N the rows are compiled first and timed in N interleaved
+rounds of --steps steps (best round per row), so a drift in the machine's speed hits every row alike; --profile DIR traces a few steps of the first row with
 jax.profiler and prints where the step's time goes (benchmarks/trace_summary.py).
 """
 from __future__ import annotations
@@ -25,7 +26,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def time_vljax(cfg, steps: int, profile_dir: str | None = None, profile_steps: int = 3):
+def prepare_vljax(cfg, profile_dir: str | None = None, profile_steps: int = 3):
+    """Config -> (run, info): the compiled, warmed-up train step; run(steps) times `steps` steps -> seconds per step.
+
+    info holds the FLOPs (analytic when the method has a count, else XLA's), the peak and the device. With
+    profile_dir, a few extra steps are traced there (before any timing) and the step's HLO is written next to them.
+    """
     import flax.linen as nn
     import jax
 
@@ -43,32 +49,46 @@ def time_vljax(cfg, steps: int, profile_dir: str | None = None, profile_steps: i
     with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
         batch = shard_lib.host_to_global(host, exp.mesh)
         compiled = step.lower(state, batch).compile()
-        xla_flops = flops_lib.compiled_flops(compiled)
-        analytic_flops = flops_lib.analytic_step_flops(cfg, exp.method, jax.device_count())
-        # NOTE: what the trainer logs (flops_lib.step_flops): the analytic count when the method has one.
-        flops = analytic_flops if analytic_flops is not None else xla_flops
-        for _ in range(3):
-            state, m = compiled(state, batch)
-        jax.block_until_ready(m["loss"])
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            state, m = compiled(state, batch)
-        jax.block_until_ready(m["loss"])
-        dt = (time.perf_counter() - t0) / steps
-        if profile_dir:
-            Path(profile_dir).mkdir(parents=True, exist_ok=True)
-            (Path(profile_dir) / "step.hlo.txt").write_text(compiled.as_text())
-            try:
-                with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
-                    for _ in range(profile_steps):
-                        state, m = compiled(state, batch)
-                    jax.block_until_ready(m["loss"])
-            except Exception as e:  # noqa: BLE001 - a missing profiler backend must not lose the timings
-                print(f"profile failed ({type(e).__name__}: {e}); timings are unaffected", flush=True)
+    xla_flops = flops_lib.compiled_flops(compiled)
+    analytic_flops = flops_lib.analytic_step_flops(cfg, exp.method, jax.device_count())
+    holder = {"state": state}
+
+    def run(steps: int) -> float:
+        # NOTE: the step donates its state, so each call continues from the last one's output.
+        with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                holder["state"], m = compiled(holder["state"], batch)
+            jax.block_until_ready(m["loss"])
+        return (time.perf_counter() - t0) / max(steps, 1)
+
+    run(3)
+    if profile_dir:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        (Path(profile_dir) / "step.hlo.txt").write_text(compiled.as_text())
+        try:
+            with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+                run(profile_steps)
+        except Exception as e:  # noqa: BLE001 - a missing profiler backend must not lose the timings
+            print(f"profile failed ({type(e).__name__}: {e}); timings are unaffected", flush=True)
+    # NOTE: what the trainer logs (flops_lib.step_flops): the analytic count when the method has one.
+    flops = analytic_flops if analytic_flops is not None else xla_flops
     peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
-    return dict(step_s=dt, ex_s=bs / dt, flops=flops, xla_flops=xla_flops, analytic=analytic_flops is not None,
-                mfu=(flops / dt / peak) if (flops and peak) else None,
+    info = dict(bs=bs, flops=flops, xla_flops=xla_flops, analytic=analytic_flops is not None, peak=peak,
                 device=jax.devices()[0].device_kind, n=jax.device_count())
+    return run, info
+
+
+def _row(info: dict, dt: float) -> dict:
+    """Prepared info x seconds per step -> the row's step time, examples/s and MFU."""
+    mfu = (info["flops"] / dt / info["peak"]) if (info["flops"] and info["peak"]) else None
+    return dict(info, step_s=dt, ex_s=info["bs"] / dt, mfu=mfu)
+
+
+def time_vljax(cfg, steps: int, profile_dir: str | None = None, profile_steps: int = 3):
+    """Config -> row dict (step_s, ex_s, flops, mfu, device, ...) from `steps` timed steps after a warm-up."""
+    run, info = prepare_vljax(cfg, profile_dir, profile_steps)
+    return _row(info, run(steps))
 
 
 def torch_two_tower(cfg, vocab: int):
@@ -249,26 +269,48 @@ def main(argv=None):
     p.add_argument("--sweep", default="", help="KEY=V1,V2: one vljax row per config value, side by side")
     p.add_argument("--profile", default="", help="trace the first row's steps into this dir and print the breakdown")
     p.add_argument("--profile_steps", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="> 1: compile every --sweep row first, then time them in this many interleaved rounds")
     args, overrides = parse_cli(p, argv)
     from vljax.config import load_config
 
     key, values = _parse_sweep(args.sweep) if args.sweep else (None, [None])
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     rows = []
     jax_name = "vljax (jax " + __import__("jax").__version__ + ")"
-    for i, value in enumerate(values):
-        extra = [] if key is None else [f"--config.{key}={value}"]
-        cfg = load_config(args.config, overrides + extra)
-        profile = args.profile if (args.profile and i == 0) else None
-        row = time_vljax(cfg, args.steps, profile, args.profile_steps)
-        rows.append(row)
-        if i == 0:  # NOTE: rows print as they finish, so a run cut short still reports what it measured
-            first_cfg = cfg
-            print(f"config {args.config}  batch {cfg.train.batch_size}  devices {row['n']} x {row['device']}")
+    cfgs = [load_config(args.config, overrides + ([] if key is None else [f"--config.{key}={v}"])) for v in values]
+    first_cfg = cfgs[0]
+
+    def show(i: int, row: dict) -> None:
+        if i == 0:
+            print(f"config {args.config}  batch {first_cfg.train.batch_size}  devices {row['n']} x {row['device']}"
+                  + (f"  (best of {args.rounds} interleaved rounds of {args.steps} steps)" if args.rounds > 1 else ""))
             print(f"{'impl':<44} {'step (ms)':>10} {'examples/s':>11} {'ratio':>7} {'MFU':>7}")
-        label = jax_name if key is None else f"vljax {key}={value}"
+        label = jax_name if key is None else f"vljax {key}={values[i]}"
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
         print(f"{label[:44]:<44} {row['step_s'] * 1e3:>10.1f} {row['ex_s']:>11.1f} {row['ex_s'] / rows[0]['ex_s']:>7.2f} "
               f"{mfu:>7}", flush=True)
+
+    if args.rounds == 1:
+        for i, cfg in enumerate(cfgs):
+            rows.append(time_vljax(cfg, args.steps, args.profile if (args.profile and i == 0) else None,
+                                   args.profile_steps))
+            show(i, rows[-1])  # NOTE: rows print as they finish, so a run cut short still reports what it measured
+    else:
+        # NOTE: every row compiled first, then timed round-robin: a drift of the machine's speed (other jobs, clocks)
+        # hits each row alike, where back-to-back runs favour whichever goes first. Each row keeps its best round.
+        prepared = [prepare_vljax(cfg, args.profile if (args.profile and i == 0) else None, args.profile_steps)
+                    for i, cfg in enumerate(cfgs)]
+        best = [float("inf")] * len(prepared)
+        for k in range(args.rounds):
+            for i, (run, _) in enumerate(prepared):
+                best[i] = min(best[i], run(args.steps))
+            print(f"# round {k + 1}/{args.rounds}: " + " ".join(f"{1e3 * b:.1f}" for b in best), file=sys.stderr,
+                  flush=True)
+        for i, (_, info) in enumerate(prepared):
+            rows.append(_row(info, best[i]))
+            show(i, rows[-1])
     cfg, r = first_cfg, rows[0]
     if args.torch:
         from vljax.data.world import World

@@ -153,6 +153,21 @@ def test_train_throughput_times_the_resnet_two_tower_against_torch(capsys):
         assert model.resnet.body(x).shape == (2, 256, 4, 4) and model.resnet(x).shape == (2, 64)
 
 
+def test_train_throughput_interleaves_sweep_rows_in_rounds(capsys):
+    throughput = _load("train_throughput")
+    small = ["--config.train.batch_size=8", "--config.data.world.resolution=32"]
+    throughput.main(["--config", "configs/clip.py:tiny_resnet", "--steps", "1", "--rounds", "2",
+                     "--sweep", "model.attention_impl=auto,xla", *small])
+    captured = capsys.readouterr()
+    rows = [line.split() for line in captured.out.splitlines() if line.startswith("vljax model.attention_impl=")]
+    assert [r[1] for r in rows] == ["model.attention_impl=auto", "model.attention_impl=xla"]
+    assert all(float(r[2]) > 0 for r in rows) and rows[0][4] == "1.00"
+    assert "best of 2 interleaved rounds of 1 steps" in captured.out
+    assert "# round 2/2:" in captured.err
+    with pytest.raises(SystemExit):
+        throughput.main(["--config", "configs/clip.py:tiny_resnet", "--rounds", "0", *small])
+
+
 def test_dense_layout_benchmark_checks_equality_and_prints_ratios(capsys):
     bench = _load("dense_layout")
     bench.main(["--reps", "1", "--cases", "tiny_attn_out"])
