@@ -1,4 +1,4 @@
-"""Shared pieces of the microbenchmarks (dense_layout, mlp_layout, cpu_scaling, token_merging): flags and interleaved timing."""
+"""Shared pieces of the benchmarks (dense_layout, mlp_layout, cpu_scaling, token_merging): flags, interleaved timing."""
 
 from __future__ import annotations
 

@@ -10,9 +10,10 @@ config's shapes (input pipeline excluded, so this measures the model + optimizer
 --torch it builds the same two-tower in PyTorch (open_clip when importable, else a plain
 torch.nn two-tower of identical dims, with the ViT or CLIP's ResNet as image tower, GroupNorm as
 in vljax) and prints the ratio. --sweep KEY=V1,V2 times one row per
-value in the same process (side by side); with --rounds N the rows are compiled first and timed in N interleaved
-rounds of --steps steps (best round per row), so a drift in the machine's speed hits every row alike; --profile DIR traces a few steps of the first row with
-jax.profiler and prints where the step's time goes (benchmarks/trace_summary.py).
+value in the same process (side by side); with --rounds N the rows are compiled first and timed in N
+interleaved rounds of --steps steps (best round per row), so a drift in the machine's speed hits every row
+alike; --profile DIR traces a few steps of the first row with jax.profiler and prints where the step's time
+goes (benchmarks/trace_summary.py).
 """
 from __future__ import annotations
 
@@ -289,8 +290,8 @@ def main(argv=None):
             print(f"{'impl':<44} {'step (ms)':>10} {'examples/s':>11} {'ratio':>7} {'MFU':>7}")
         label = jax_name if key is None else f"vljax {key}={values[i]}"
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
-        print(f"{label[:44]:<44} {row['step_s'] * 1e3:>10.1f} {row['ex_s']:>11.1f} {row['ex_s'] / rows[0]['ex_s']:>7.2f} "
-              f"{mfu:>7}", flush=True)
+        ratio = row["ex_s"] / rows[0]["ex_s"]
+        print(f"{label[:44]:<44} {row['step_s'] * 1e3:>10.1f} {row['ex_s']:>11.1f} {ratio:>7.2f} {mfu:>7}", flush=True)
 
     if args.rounds == 1:
         for i, cfg in enumerate(cfgs):
