@@ -31,15 +31,18 @@ def header(reps: int) -> str:
     )
 
 
-def interleaved_ms(calls: dict[str, Callable[[], object]], reps: int, stat=np.median) -> dict[str, float]:
-    """{name: call} -> {name: `stat` (median) of ms}: one warm-up each, then `reps` rounds calling each once in turn.
+def interleaved_ms(
+    calls: dict[str, Callable[[], object]], reps: int, stat=np.median, warmup: bool = True
+) -> dict[str, float]:
+    """{name: call} -> {name: `stat` (median) of ms}: one warm-up each (unless the caller did it), then `reps` rounds
+    calling each once in turn.
 
     NOTE: interleaved, so a load drift on a shared machine hits every variant alike. A call may return jax arrays
     (waited for) or anything else (a PyTorch call, already finished when it returns).
     """
     import jax
 
-    for call in calls.values():
+    for call in calls.values() if warmup else ():
         jax.block_until_ready(call())
     times = {name: [] for name in calls}
     for _ in range(reps):
