@@ -322,17 +322,25 @@ def _pallas_forward(v, t, mv, mt, tiling):
     )(v, t, mv, mt, jnp.sum(mv, axis=-1), jnp.sum(mt, axis=-1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _pallas_scores(v, t, mv, mt, tiling):
-    """Padded [Bi, Nv, D] x [Bt, Nt, D] -> padded ([Bi, Bt], [Bi, Bt]) with an argmax-routing VJP."""
-    i2t, t2i, _, _ = _pallas_forward(v, t, mv, mt, tiling)
-    return i2t, t2i
+def _argmax_routed(forward, backward):
+    """Kernel forward + backward -> (a, b, c, d, static) -> (i2t, t2i) with a custom VJP that saves the argmaxes.
 
+    `forward(a, b, c, d, static)` returns (i2t, t2i, row argmax, column argmax) for the four input arrays (images,
+    texts and their masks, in the kernel's order); `backward(static, (a, b, c, d, rowarg, colarg), g)` returns the
+    four input cotangents, rebuilding the gradient routes from the saved argmaxes. Shared by the Triton and the
+    Mosaic paths.
+    """
 
-def _pallas_scores_fwd(v, t, mv, mt, tiling):
-    """Forward saving the inputs and both argmaxes ([Bi, Bt, Nv] and [Bi, Bt, Nt] int32)."""
-    i2t, t2i, rowarg, colarg = _pallas_forward(v, t, mv, mt, tiling)
-    return (i2t, t2i), (v, t, mv, mt, rowarg, colarg)
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+    def scores(a, b, c, d, static):
+        return forward(a, b, c, d, static)[:2]
+
+    def scores_fwd(a, b, c, d, static):
+        i2t, t2i, rowarg, colarg = forward(a, b, c, d, static)
+        return (i2t, t2i), (a, b, c, d, rowarg, colarg)
+
+    scores.defvjp(scores_fwd, backward)
+    return scores
 
 
 def _pallas_scores_bwd(tiling, res, g):
@@ -386,7 +394,8 @@ def _pallas_scores_bwd(tiling, res, g):
     return dv.astype(v.dtype), dt.astype(t.dtype), jnp.zeros_like(mv), jnp.zeros_like(mt)
 
 
-_pallas_scores.defvjp(_pallas_scores_fwd, _pallas_scores_bwd)
+# NOTE: padded [Bi, Nv, D] x [Bt, Nt, D] (+ masks) -> padded ([Bi, Bt], [Bi, Bt]) with the argmax-routing VJP.
+_pallas_scores = _argmax_routed(_pallas_forward, _pallas_scores_bwd)
 
 
 def pallas(v, t, mv, mt, block_i=8, block_t=8, chunk_v=32, chunk_d=128, num_warps=4, interpret=None):
@@ -527,18 +536,6 @@ def _routes(rowarg, colarg, mv, mt, g_i2t, g_t2i):
     return jax.vmap(per_text, in_axes=(0, 0, 0, None, 0, 0))(rowarg, colarg, mv, mt, g_i2t, g_t2i)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _mosaic_scores(v, mv, t, mt, interpret):
-    """Padded inputs -> padded (i2t, t2i) [Bi, Bt]: the Mosaic forward, an XLA backward from its argmaxes."""
-    i2t, t2i, _, _ = _mosaic_forward(v, mv, t, mt, interpret)
-    return i2t, t2i
-
-
-def _mosaic_scores_fwd(v, mv, t, mt, interpret):
-    i2t, t2i, rowarg, colarg = _mosaic_forward(v, mv, t, mt, interpret)
-    return (i2t, t2i), (v, mv, t, mt, rowarg, colarg)
-
-
 def _mosaic_scores_bwd(interpret, res, g):
     """Routes rebuilt from the saved argmaxes, one block of texts at a time, and two einsums per block:
     dv += dS @ t_j, dt_j = dS^T @ v. No score is recomputed. Blocks hold a power of two up to 128 texts,
@@ -566,7 +563,8 @@ def _mosaic_scores_bwd(interpret, res, g):
     return dv.astype(v.dtype), jnp.zeros_like(mv), dt.astype(t.dtype), jnp.zeros_like(mt)
 
 
-_mosaic_scores.defvjp(_mosaic_scores_fwd, _mosaic_scores_bwd)
+# NOTE: padded (v, mv, t, mt) -> padded (i2t, t2i) [Bi, Bt]: the Mosaic forward, an XLA backward from its argmaxes.
+_mosaic_scores = _argmax_routed(_mosaic_forward, _mosaic_scores_bwd)
 
 
 def mosaic(v, t, mv, mt, interpret=None):

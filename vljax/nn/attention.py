@@ -91,6 +91,14 @@ def make_attention_mask(kv_mask: jax.Array | None, causal: bool, nq: int, nk: in
     return mask
 
 
+def _padding_segments(b: int, n: int, padded: int):
+    """-> [b, padded] int32 segment ids of the flash kernels (1 = one of the n real tokens, 0 = padding), None if
+    nothing is padded."""
+    if padded == n:
+        return None
+    return jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (b, padded))
+
+
 def tpu_flash_attention(q, k, v, *, dtype=jnp.bfloat16):
     """[B, N, H, K] x3 (self-attention, H kv heads) -> [B, N, H, K] via jax's Pallas flash attention for TPU.
 
@@ -107,10 +115,8 @@ def tpu_flash_attention(q, k, v, *, dtype=jnp.bfloat16):
     padded = tiles.round_up(n, blk)
     # NOTE: the TPU kernel is head-major ([B, H, N, K]).
     prep = lambda x: jnp.pad(x.astype(dtype), ((0, 0), (0, padded - n), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
-    segments = None
-    if padded != n:
-        ids = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (b, padded))
-        segments = tpu_fa.SegmentIds(q=ids, kv=ids)
+    ids = _padding_segments(b, n, padded)
+    segments = None if ids is None else tpu_fa.SegmentIds(q=ids, kv=ids)
     sizes = tpu_fa.BlockSizes(
         block_q=blk, block_k_major=blk, block_k=blk, block_b=1, block_q_major_dkv=blk, block_k_major_dkv=blk,
         block_k_dkv=blk, block_q_dkv=blk, block_k_major_dq=blk, block_k_dq=blk, block_q_dq=blk,
@@ -151,10 +157,7 @@ def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, 
 
     def call(q, k, v):
         """One batch shard [b, N, H, K] x3 -> [b, N, H, K]."""
-        segments = None
-        if padded != n:
-            segments = jnp.broadcast_to((jnp.arange(padded) < n).astype(jnp.int32), (q.shape[0], padded))
-        out = pallas_mha.mha(pad(q), pad(k), pad(v), segments, sm_scale=kdim**-0.5, block_sizes=sizes,
+        out = pallas_mha.mha(pad(q), pad(k), pad(v), _padding_segments(q.shape[0], n, padded), sm_scale=kdim**-0.5, block_sizes=sizes,
                              interpret=interpret)
         return out[:, :n]
 
