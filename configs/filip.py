@@ -56,13 +56,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 def get_sweep(arg: str = "tiny"):
     """Named sweeps: keep_ratio (token pruning before the gather), special (BOS/EOS in the text mask),
     pad_mask (padding tokens in the text mask: the card's ablation),
-    vs_clip (CLIP and FILIP at seeds 0-2 on the same config: experiments/filip_vs_clip.py)."""
+    vs_clip (CLIP and FILIP at seeds 0-4 on the same config: experiments/filip_vs_clip.py)."""
     del arg
+    # NOTE: 5 seeds, not 3: FILIP's metrics at this scale move by several points with float32 rounding alone
+    # (docs/METHODS.md, "How much of this is noise"), so the paired difference needs the extra seeds.
+    seeds = (0, 1, 2, 3, 4)
     return {
-        "vs_clip": [{"method": m, "seed": s} for s in (0, 1, 2) for m in ("clip", "filip")],
+        "vs_clip": [{"method": m, "seed": s} for s in seeds for m in ("clip", "filip")],
         "keep_ratio": [{"model.filip.token_keep_ratio": r} for r in (1.0, 0.5, 0.25)],
         "special": [{"model.filip.drop_special_tokens": d} for d in (False, True)],
-        "pad_mask": [{"model.filip.mask_padding": m, "seed": s} for s in (0, 1, 2) for m in (True, False)],
+        "pad_mask": [{"model.filip.mask_padding": m, "seed": s} for s in seeds for m in (True, False)],
         # NOTE: a CLS token in the late interaction (a global token for words to match besides the patches).
         "image_cls": [{"model.image.pool": "cls", "model.filip.image_cls": True}],
     }

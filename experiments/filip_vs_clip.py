@@ -3,7 +3,7 @@
     python experiments/filip_vs_clip.py --root runs/filip_vs_clip [--parallel 2] [--report_only]
     python experiments/filip_vs_clip.py --sweep pad_mask --root runs/filip_pad_mask   # the card's ablation
 
-Runs the `vs_clip` sweep of configs/filip.py (method clip | filip x seeds 0-2; finished points are skipped)
+Runs the `vs_clip` sweep of configs/filip.py (method clip | filip x seeds 0-4; finished points are skipped)
 with the small shared setup below: same towers (ViT 2x64 on 32 px / 8-px patches = 16 tokens, text 2x64),
 d = 32, batch 64, 300 steps, 2-3 objects per scene. The only difference between the two arms is the
 loss (global-embedding InfoNCE vs token-wise late interaction) and how `finegrained` / `retrieval` score
