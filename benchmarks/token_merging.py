@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import interleaved_ms
 from vljax.config import load_config, parse_cli
-from vljax.experiments.flops import vit_dims
+from vljax.experiments.flops import vit_dims, vit_merges, vit_tokens
 from vljax.kernels.token_merging import SCHEDULES
-from vljax.models.tomeformer import merge_schedule, parse_token_merging
 from vljax.models.vit import ViT
 from vljax.train import loop
 
@@ -78,7 +77,7 @@ def throughput(args, rows: list[tuple[str, int]]) -> dict[tuple[str, int], tuple
     # NOTE: merging adds no parameters, so one set serves every row.
     params = ViT(**kw).init(jax.random.key(1), images[:1])
     calls, left = {}, {}
-    n = (args.res // args.patch) ** 2 + (args.pool == "cls")
+    n = vit_tokens(args.res, args.patch, args.pool)
     for schedule, r in rows:
         model = ViT(**kw, token_merging=merging(r, schedule))
         fwd = jax.jit(model.apply)
@@ -86,7 +85,7 @@ def throughput(args, rows: list[tuple[str, int]]) -> dict[tuple[str, int], tuple
         # NOTE: compiled here, one row at a time, so a run cut short by a time limit shows how far it got.
         jax.block_until_ready(calls[(schedule, r)]())
         print(f"# compiled schedule={schedule} r={r}", file=sys.stderr, flush=True)
-        plan = merge_schedule(parse_token_merging(merging(r, schedule)), args.depth, n, args.pool == "cls")
+        plan = vit_merges(merging(r, schedule), args.res, args.patch, args.depth, args.pool)
         left[(schedule, r)] = n - sum(plan) - (args.pool == "cls")
     # NOTE: best round, not the median: on a shared CPU the other jobs only ever add time.
     ms = interleaved_ms(calls, args.iters, stat=np.min, warmup=False)  # each call ran once above

@@ -9,7 +9,7 @@ forward pass (backward = 2x forward for matmuls), which `TRAIN_FACTOR` encodes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 
@@ -69,6 +69,25 @@ def conv_stem_flops(image_size: tuple[int, int], patch_size: tuple[int, int], wi
     return flops + 2.0 * h * w * c_in * width
 
 
+def _hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """An int or an (h, w) pair -> (h, w)."""
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def vit_tokens(image_size: int | Sequence[int], patch_size: int | Sequence[int], pool: str = "gap") -> int:
+    """Image and patch size (ints or (h, w)) -> tokens entering the ViT's blocks: the patches, plus the CLS token."""
+    (h, w), (ph, pw) = _hw(image_size), _hw(patch_size)
+    return (h // ph) * (w // pw) + (pool == "cls")
+
+
+def vit_merges(token_merging, image_size, patch_size, depth: int, pool: str = "gap") -> tuple[int, ...]:
+    """A ViT's `token_merging` setting (None = off) -> ToMe's per-block merge counts for that tower (`vit_flops`)."""
+    from vljax.models.tomeformer import merge_schedule, parse_token_merging
+
+    tokens = vit_tokens(image_size, patch_size, pool)
+    return tuple(merge_schedule(parse_token_merging(token_merging), int(depth), tokens, pool == "cls"))
+
+
 def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, int], width: int, depth: int,
               num_heads: int, mlp_dim: int, pool: str = "gap", activation: str = "gelu",
               channels: int = 3, stem: str = "patch", stem_channels=(), merges=()) -> float:
@@ -78,8 +97,7 @@ def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, in
     that merges r tokens runs its attention on N tokens, matches A-half against B-half keys ([N/2, N/2] dots over
     the head dim) and runs its MLP on N - r.
     """
-    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    (h, w), (ph, pw) = _hw(image_size), _hw(patch_size)
     for name, v in (("image height", h), ("image width", w), ("patch height", ph), ("patch width", pw),
                     ("width", width), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
         _pos_int(name, v)
@@ -88,8 +106,8 @@ def vit_flops(image_size: int | tuple[int, int], patch_size: int | tuple[int, in
         raise ValueError(f"depth must be a non-negative int, got {depth!r}")
     if h % ph or w % pw:
         raise ValueError(f"image_size {(h, w)} is not divisible by patch_size {(ph, pw)}")
-    patches = (h // ph) * (w // pw)
-    tokens = patches + (1 if pool == "cls" else 0)
+    tokens = vit_tokens((h, w), (ph, pw), pool)
+    patches = tokens - (pool == "cls")
     if stem == "conv":
         embed = conv_stem_flops((h, w), (ph, pw), width, stem_channels, channels)
     elif stem == "patch":
@@ -156,15 +174,11 @@ def image_tower_flops(image: Mapping[str, Any], resolution: int) -> tuple[float,
         # NOTE: the attention pool projects to output_dim when given; 'gap' pools the final channels as they are.
         width = (pool == "attn" and d["output_dim"]) or feature_channels(int(d["width"]), len(d["layers"]))
         return fl, int(width)
-    from vljax.models.tomeformer import merge_schedule, parse_token_merging
-
     dims = vit_dims(image)
     res = int(image.get("image_size") or resolution)
     patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
     pool, depth = image.get("pool", "gap"), int(dims["depth"])
-    p = (patch, patch) if isinstance(patch, int) else patch
-    tokens = (res // p[0]) * (res // p[1]) + (pool == "cls")
-    merges = merge_schedule(parse_token_merging(image.get("token_merging")), depth, tokens, pool == "cls")
+    merges = vit_merges(image.get("token_merging"), res, patch, depth, pool)
     fl = vit_flops(res, patch, int(dims["width"]), depth, int(dims["num_heads"]), int(dims["mlp_dim"]),
                    pool=pool, activation=image.get("activation", "gelu"),
                    stem=image.get("stem", "patch"), stem_channels=tuple(image.get("stem_channels", ()) or ()),

@@ -157,7 +157,8 @@ def pallas_attention(q, k, v, *, dtype=jnp.bfloat16, block: int = PALLAS_BLOCK, 
 
     def call(q, k, v):
         """One batch shard [b, N, H, K] x3 -> [b, N, H, K]."""
-        out = pallas_mha.mha(pad(q), pad(k), pad(v), _padding_segments(q.shape[0], n, padded), sm_scale=kdim**-0.5, block_sizes=sizes,
+        segments = _padding_segments(q.shape[0], n, padded)
+        out = pallas_mha.mha(pad(q), pad(k), pad(v), segments, sm_scale=kdim**-0.5, block_sizes=sizes,
                              interpret=interpret)
         return out[:, :n]
 
