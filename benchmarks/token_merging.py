@@ -75,7 +75,7 @@ def throughput(args, rows: list[tuple[str, int]]) -> dict[tuple[str, int], tuple
     kw["dtype"] = jnp.dtype(args.dtype)
     images = jax.random.normal(jax.random.key(0), (args.batch, args.res, args.res, 3)).astype(kw["dtype"])
     # NOTE: merging adds no parameters, so one set serves every row.
-    params = ViT(**kw).init(jax.random.key(1), images[:1])
+    params = jax.jit(ViT(**kw).init)(jax.random.key(1), images[:1])  # jitted: an eager init compiles op by op
     calls, left = {}, {}
     n = vit_tokens(args.res, args.patch, args.pool)
     for schedule, r in rows:

@@ -207,9 +207,11 @@ def main(argv=None):
         return q["model"]
 
     rows = {}
+    rng = jax.random.key(int(cfg.seed))
+    # NOTE: every variant starts from the same two-tower init; made once (an eager init takes seconds on CPU).
+    init = nn.unbox(method.init_params(model, cfg, rng))
     for variant in variants:
-        rng = jax.random.key(int(cfg.seed))
-        params = {"model": nn.unbox(method.init_params(model, cfg, rng))}
+        params = {"model": jax.tree.map(lambda x: x, init)}  # fresh containers: variants delete towers below
         width = int(jax.eval_shape(pooled, params, x_tr[:1]).shape[-1])  # pooled image-tower features
         if variant in ("supervised", "supervised_cnn"):
             params["head"] = {"w": jnp.zeros((width, n_shape)), "b": jnp.zeros((n_shape,))}

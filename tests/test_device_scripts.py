@@ -155,8 +155,11 @@ def test_train_throughput_times_the_resnet_two_tower_against_torch(capsys):
 
 def test_train_throughput_interleaves_sweep_rows_in_rounds(capsys):
     throughput = _load("train_throughput")
-    small = ["--config.train.batch_size=8", "--config.data.world.resolution=32"]
-    throughput.main(["--config", "configs/clip.py:tiny_resnet", "--steps", "1", "--rounds", "2",
+    # NOTE: a one-block ViT two-tower: the rows' compiles are most of this test's time (tiny_resnet took 73 s)
+    small = ["--config.train.batch_size=8", "--config.data.world.resolution=32", "--config.model.image.depth=1",
+             "--config.model.image.width=48", "--config.model.image.mlp_dim=64", "--config.model.text.depth=1",
+             "--config.model.text.width=48", "--config.model.text.mlp_dim=64"]
+    throughput.main(["--config", "configs/clip.py:tiny", "--steps", "1", "--rounds", "2",
                      "--sweep", "model.attention_impl=auto,xla", *small])
     captured = capsys.readouterr()
     rows = [line.split() for line in captured.out.splitlines() if line.startswith("vljax model.attention_impl=")]
@@ -165,7 +168,7 @@ def test_train_throughput_interleaves_sweep_rows_in_rounds(capsys):
     assert "best of 2 interleaved rounds of 1 steps" in captured.out
     assert "# round 2/2:" in captured.err
     with pytest.raises(SystemExit):
-        throughput.main(["--config", "configs/clip.py:tiny_resnet", "--rounds", "0", *small])
+        throughput.main(["--config", "configs/clip.py:tiny", "--rounds", "0", *small])
 
 
 def test_dense_layout_benchmark_checks_equality_and_prints_ratios(capsys):

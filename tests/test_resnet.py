@@ -17,11 +17,23 @@ from vljax.models.two_tower import image_tower, normalize_pixels
 from vljax.nn.norms import FrozenBatchNorm, GroupNorm, fold_batch_norm, group_norm_groups
 
 
+# NOTE: model calls in these tests are jitted and random parameters come from numpy: eager flax runs every op on its
+# own (one small compile per op and shape), and a jitted init compiles a threefry hash per leaf (about 5 s for a tiny
+# ResNet); either made one init, gradient or optimizer update take 5-20 s on the 2-core CI machine.
 def _randomize(params, seed, scale=0.2):
     """Every leaf -> fresh N(0, scale) values (the zero-initialized norm scales would hide the residual path)."""
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(tree, [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(scale * rng.standard_normal(x.shape), x.dtype), params)
+
+
+def _shapes(model, x):
+    """model's parameter shapes for input x (jax.ShapeDtypeStructs; every test randomizes them)."""
+    return nn.unbox(jax.eval_shape(model.init, jax.random.key(0), x)["params"])
+
+
+def _apply(model, params, x, **kw):
+    """model.apply({"params": params}, x, **kw), jitted (kw static)."""
+    return jax.jit(lambda p, x: model.apply({"params": p}, x, **kw))(params, x)
 
 
 @pytest.mark.parametrize("loc,groups", [(1.5, 4), (300.0, 4), (-2.0, None)])
@@ -173,8 +185,8 @@ def test_resnet_matches_torch_reference():
     layers, heads = (2, 1, 1), 4
     model = R.ResNet(layers=layers, width=16, num_heads=heads, output_dim=24, image_size=32)
     x = np.random.default_rng(2).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
-    params = _randomize(nn.unbox(model.init(jax.random.key(0), x)["params"]), 3)
-    y = np.asarray(model.apply({"params": params}, x))
+    params = _randomize(_shapes(model, x), 3)
+    y = np.asarray(_apply(model, params, x))
     assert y.shape == (3, 24)
     ref = _clip_resnet_reference(_clip_state_dict(jax.tree.map(np.asarray, params), layers), x, layers, heads)
     np.testing.assert_allclose(y, ref, atol=1e-4, rtol=0)
@@ -220,7 +232,7 @@ def clip_resnet_checkpoint(tmp_path_factory):
     torch = pytest.importorskip("torch")
     layers, width, heads, out = (1, 1, 1), 16, 8, 64
     model = R.ResNet(layers=layers, width=width, num_heads=heads, output_dim=out, image_size=64)
-    params = _randomize(nn.unbox(model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]), 8)
+    params = _randomize(_shapes(model, jnp.zeros((1, 64, 64, 3))), 8)
     sd = _clip_state_dict(jax.tree.map(np.asarray, params), layers)
     gen = torch.Generator().manual_seed(0)
     for name in [k.removesuffix(".weight") for k in list(sd) if k.endswith(".weight") and sd[k].ndim == 1]:
@@ -255,7 +267,7 @@ def test_open_clip_resnet_checkpoint_loads_with_frozen_batch_norm(clip_resnet_ch
     )
     assert conv.model_config["img_proj_kind"] == "none" and "img_proj" not in conv.params
     x = np.random.default_rng(9).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
-    ours = np.asarray(conv.model.apply({"params": conv.params}, x, method=lambda m, im: m.img_tower(im)))
+    ours = np.asarray(_apply(conv.model, conv.params, x, method=lambda m, im: m.img_tower(im)))
     ref = _clip_resnet_reference(sd, x, layers, heads, norm="batch")
     # float32: max relative error 1e-5, the bound of the other converters' parity tests (docs/pretrained.md)
     assert _max_rel_err(ours, ref) <= 1e-5
@@ -306,14 +318,14 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
     state, _ = exp.create_state()
     params = load_pretrained(cfg, state.params)
     x = np.random.default_rng(10).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-    ours = np.asarray(exp.model.apply({"params": params}, x, method=TwoTower.encode_image))
+    ours = np.asarray(_apply(exp.model, params, x, method=TwoTower.encode_image))
     # the reference gets [0, 1] pixels normalized by CLIP's mean / std, as CLIP's own preprocessing gives them
     clip_pixels = ((x + 1) / 2 - np.array(CLIP_PIXEL_MEAN, np.float32)) / np.array(CLIP_PIXEL_STD, np.float32)
     ref = _clip_resnet_reference(sd, clip_pixels, layers, heads, norm="batch")
     assert _max_rel_err(ours, ref / np.linalg.norm(ref, axis=-1, keepdims=True)) <= 1e-5
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params["txt_tower"], state.params["txt_tower"]))
     tx, _ = make_optimizer(cfg.optim, params)
-    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
     tower = updates["img_tower"]
     assert float(jnp.abs(tower["stage_1_block_0"]["conv_2"]["kernel"]).max()) > 0
     norms = [v for k, v in tower.items() if "norm" in k]
@@ -324,19 +336,19 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
 def test_per_location_tokens_are_projected_values_and_resolution_resamples():
     model = R.ResNet(layers=(1, 1), width=8, num_heads=2, output_dim=12, image_size=32)
     x = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-    params = _randomize(nn.unbox(model.init(jax.random.key(0), x)["params"]), 5)
-    pooled, tokens = model.apply({"params": params}, x, return_tokens=True)
+    params = _randomize(_shapes(model, x), 5)
+    pooled, tokens = _apply(model, params, x, return_tokens=True)
     assert pooled.shape == (2, 12) and tokens.shape == (2, 16, 12)  # 32 / 8 = 4x4 locations
-    np.testing.assert_allclose(pooled, model.apply({"params": params}, x), atol=1e-6)
+    np.testing.assert_allclose(pooled, _apply(model, params, x), atol=1e-6)
     # the feature map the pool sees, from the module's own blocks
-    feats = model.apply({"params": params}, x, method=lambda m, x: _feature_map(m, x))
+    feats = _apply(model, params, x, method=_feature_map)
     a, pe = params["pool"]["attn"], params["pool"]["pos_embedding"]
     v = jnp.einsum("bnc,chk->bnhk", feats + pe[1:], a["value_kernel"]) + a["value_bias"]
     ref = jnp.einsum("bnhk,hkd->bnd", v, a["out_kernel"]) + a["out_bias"]
     np.testing.assert_allclose(tokens, ref, atol=1e-5, rtol=0)
     # 64 px input on a 32 px model: 8x8 locations, the 4x4 position table resampled
     big = np.random.default_rng(6).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
-    assert model.apply({"params": params}, big, return_tokens=True)[1].shape == (1, 64, 12)
+    assert _apply(model, params, big, return_tokens=True)[1].shape == (1, 64, 12)
 
 
 def _feature_map(m, x):
@@ -349,22 +361,23 @@ def _feature_map(m, x):
 def test_blocks_start_as_identity_and_bad_configs_fail_clearly():
     model = R.ResNet(layers=(1, 1), width=8, num_heads=2, image_size=32)
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)), jnp.float32)
-    params = nn.unbox(model.init(jax.random.key(0), x)["params"])
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), x)["params"])
     assert all(float(jnp.abs(params[f"stage_{s}_block_0"]["norm_3"]["scale"]).max()) == 0.0 for s in (0, 1))
+    trace = lambda **kw: jax.eval_shape(R.ResNet(**kw).init, jax.random.key(0), x)  # errors raise while tracing
     with pytest.raises(ValueError, match="unknown ResNet variant 'RN51'"):
         R.resnet_dims("RN51")
     with pytest.raises(ValueError, match=r"needs \['num_heads'\]"):
         R.resnet_dims(layers=(1,), width=8)
     with pytest.raises(ValueError, match="divisible by 16"):
-        R.ResNet(layers=(1, 1, 1), width=8, num_heads=2, image_size=40).init(jax.random.key(0), x)
+        trace(layers=(1, 1, 1), width=8, num_heads=2, image_size=40)
     with pytest.raises(ValueError, match="pool='gap' has no output projection"):
-        R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, pool="gap", output_dim=4).init(jax.random.key(0), x)
+        trace(layers=(1,), width=8, num_heads=2, image_size=32, pool="gap", output_dim=4)
     with pytest.raises(ValueError, match=r"ResNet norm='batch' is not one of \('group', 'frozen_batch'\)"):
-        R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, norm="batch").init(jax.random.key(0), x)
+        trace(layers=(1,), width=8, num_heads=2, image_size=32, norm="batch")
     with pytest.raises(ValueError, match=r"pixel_norm='imagenet' is not one of \('none', 'clip'\)"):
         normalize_pixels(x, "imagenet")
     with pytest.raises(ValueError, match="token_merging is a ViT option"):
-        R.ResNet(layers=(1,), width=8, num_heads=2, image_size=32, token_merging={"r": 2}).init(jax.random.key(0), x)
+        trace(layers=(1,), width=8, num_heads=2, image_size=32, token_merging={"r": 2})
     with pytest.raises(ValueError, match=r"arch='convnext' is not one of \['resnet', 'vit'\]"):
         image_tower({"arch": "convnext"})
     assert isinstance(image_tower({"arch": "resnet", "variant": "RN50"}), R.ResNet)
@@ -375,8 +388,8 @@ def test_remat_gives_the_same_gradients():
     grads = []
     for remat in ("none", "full"):
         model = R.ResNet(layers=(1, 1), width=8, num_heads=2, image_size=32, remat=remat)
-        params = _randomize(nn.unbox(model.init(jax.random.key(0), x)["params"]), 8)
-        grads.append(jax.grad(lambda p, m=model: jnp.sum(m.apply({"params": p}, x) ** 2))(params))
+        params = _randomize(_shapes(model, x), 8)
+        grads.append(jax.jit(jax.grad(lambda p, m=model: jnp.sum(m.apply({"params": p}, x) ** 2)))(params))
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
@@ -385,9 +398,9 @@ def test_bfloat16_tower_tracks_float32():
     # bf16 convs / attention with float32 GroupNorm statistics: within 3% of the output scale of the f32 tower
     x = np.random.default_rng(9).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     f32 = R.ResNet(layers=(1, 1), width=16, num_heads=2, output_dim=8, image_size=32)
-    params = _randomize(nn.unbox(f32.init(jax.random.key(0), x)["params"]), 10)
-    ref = np.asarray(f32.apply({"params": params}, x))
+    params = _randomize(_shapes(f32, x), 10)
+    ref = np.asarray(_apply(f32, params, x))
     bf16 = R.ResNet(layers=(1, 1), width=16, num_heads=2, output_dim=8, image_size=32, dtype=jnp.bfloat16)
-    y = bf16.apply({"params": params}, x)
+    y = _apply(bf16, params, x)
     assert y.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(y, np.float32), ref, atol=0.03 * np.abs(ref).max(), rtol=0)

@@ -15,7 +15,7 @@ import pytest
 from vljax import sharding as shard_lib
 from vljax.config import load_config
 from vljax.methods import get_method
-from vljax.train.state import create_sharded_state
+from vljax.train.state import create_sharded_state, state_shardings
 
 MESHES = [{"data": 8}, {"data": 1, "fsdp": 8}, {"data": 2, "fsdp": 2, "tensor": 2}]
 VOCAB = 40
@@ -39,29 +39,41 @@ def _setup(method_name, preset="tiny"):
     return cfg, batch
 
 
-def _loss_and_grads(method_name, mesh_sizes, devices, preset="tiny"):
+def _loss_and_grads(method_name, mesh_sizes, devices, preset="tiny", params=None):
+    """-> (loss, grads, params) on a mesh of `devices`; `params` (from a previous call) are resharded onto it.
+
+    NOTE: the state is created (create_sharded_state) once, on one device; the other meshes get those values
+    resharded to their shardings. Creating it on every mesh compiled the init (a threefry hash per leaf) four
+    times, 7 s each for the ResNet on 2 cores; every trainer test creates its state sharded on 8 devices, and
+    tests/test_models.py checks an init placed that way against one device.
+    """
+    import optax
+
     cfg, batch = _setup(method_name, preset)
     method = get_method(method_name)
     mesh = shard_lib.make_mesh(mesh_sizes, devices)
     rules = shard_lib.rules_from_config(cfg.sharding.rules)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         model = method.build(cfg, vocab_size=VOCAB)
-        import optax
-        state, shardings = create_sharded_state(lambda r: method.init_params(model, cfg, r), optax.sgd(0.0),
-                                                jax.random.key(0), mesh, rules)
+        init = lambda r: method.init_params(model, cfg, r)
+        if params is None:
+            params = create_sharded_state(init, optax.sgd(0.0), jax.random.key(0), mesh, rules)[0].params
+        else:
+            params = jax.device_put(params, state_shardings(init, optax.sgd(0.0), jax.random.key(0), mesh, rules).params)
         loss_fn = method.make_loss(model, cfg, mesh)
         gb = shard_lib.host_to_global(batch, mesh)
         f = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, b, jax.random.key(1))[0]))
-        loss, grads = f(state.params, gb)
-    return float(loss), jax.tree.map(np.asarray, grads)
+        loss, grads = f(params, gb)
+    return float(loss), jax.tree.map(np.asarray, grads), params
 
 
 @pytest.mark.parametrize("method_name,preset", [("clip", "tiny"), ("siglip", "tiny"), ("clip", "tiny_resnet")])
 def test_sharded_equals_single_device(method_name, preset):
-    ref_loss, ref_grads = _loss_and_grads(method_name, {"data": 1}, jax.devices()[:1], preset)
+    ref_loss, ref_grads, params = _loss_and_grads(method_name, {"data": 1}, jax.devices()[:1], preset)
     gmax = max(float(np.abs(g).max()) for g in jax.tree.leaves(ref_grads))
     for sizes in MESHES:
-        loss, grads = _loss_and_grads(method_name, sizes, jax.devices(), preset)
+        loss, grads, sharded = _loss_and_grads(method_name, sizes, jax.devices(), preset, params)
+        assert len(sharded["img_tower"]) and jax.tree.leaves(sharded)[0].sharding.mesh.size == 8
         assert abs(loss - ref_loss) <= 2e-5 * abs(ref_loss), (sizes, loss, ref_loss)
         for path_g, g in zip(jax.tree_util.tree_leaves_with_path(ref_grads), jax.tree.leaves(grads)):
             path, rg = path_g

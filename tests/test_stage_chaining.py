@@ -1,6 +1,5 @@
 """Stage chaining: config.init.model='checkpoint:WORKDIR[@STEP]' seeds a fresh run from a training run's params."""
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -33,12 +32,7 @@ def _flat(params):
 
 def _abstract_params(cfg, workdir):
     """-> the model's params as ShapeDtypeStructs placed like create_sharded_state places them (no init compile)."""
-    exp = Experiment(cfg, workdir)
-    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-        boxed = jax.eval_shape(exp.init_fn, jax.random.key(0))
-        shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), exp.mesh, exp.rules)
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.meta.unbox(boxed),
-                        shardings)
+    return Experiment(cfg, workdir).abstract_state()[0].params
 
 
 def _saved_params(workdir, step=None):

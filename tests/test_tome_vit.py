@@ -43,9 +43,10 @@ def test_r0_equals_unmerged_vit_exactly(images, pool):
 def test_token_count_follows_schedule(images, pool, schedule, expected):
     model = ViT(**KW, pool=pool, token_merging=dict(r=8, schedule=schedule))
     params = ViT(**KW, pool=pool).init(jax.random.key(1), images)
-    (_, tokens), state = model.apply(
-        params, images, return_tokens=True, capture_intermediates=lambda mdl, name: name == "mlp_branch"
-    )
+    # NOTE: jitted: eager op-by-op merging dispatches (and compiles) every small op on its own, 3-4x slower here.
+    (_, tokens), state = jax.jit(lambda p, x: model.apply(
+        p, x, return_tokens=True, capture_intermediates=lambda mdl, name: name == "mlp_branch"
+    ))(params, images)
     n0 = 64 + (pool == "cls")
     per_layer = [state["intermediates"][f"block_{i:02d}"]["mlp_branch"][0].shape[1] for i in range(4)]
     np.testing.assert_array_equal(per_layer, n0 - np.cumsum(expected))
@@ -56,15 +57,15 @@ def test_merging_changes_output_and_gradients_flow(images):
     params = ViT(**KW).init(jax.random.key(1), images)
     merged = ViT(**KW, token_merging=dict(r=8))
     loss = lambda p: jnp.sum(merged.apply(p, images) ** 2)
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
         assert np.all(np.isfinite(g)), path
     for name in ("embedding", "block_00", "block_03", "norm_out"):
         assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(grads["params"][name])), name
-    plain = ViT(**KW).apply(params, images)
-    assert not np.allclose(np.asarray(plain), np.asarray(merged.apply(params, images)))
-    no_prop = ViT(**KW, token_merging=dict(r=8, prop_attn=False)).apply(params, images)
-    assert not np.allclose(np.asarray(no_prop), np.asarray(merged.apply(params, images)))
+    apply = lambda model: np.asarray(jax.jit(model.apply)(params, images))
+    with_merging = apply(merged)
+    assert not np.allclose(apply(ViT(**KW)), with_merging)
+    assert not np.allclose(apply(ViT(**KW, token_merging=dict(r=8, prop_attn=False))), with_merging)
 
 
 def test_proportional_attention_equals_duplicated_keys():
@@ -89,11 +90,11 @@ def test_tomeformer_shapes_sizes_and_r0_equals_encoder():
     np.testing.assert_array_equal(np.asarray(tf0.apply(params, x)), np.asarray(plain.apply(params, x)))
     for mode in ("mean", "weighted"):
         tf = TomeFormer(depth=2, num_heads=2, mlp_dim=64, r=6, mode=mode, protect_first=True)
-        y, sizes = tf.apply(params, x, return_sizes=True)
+        y, sizes = jax.jit(lambda p, x: tf.apply(p, x, return_sizes=True))(params, x)
         assert y.shape == (3, tf.output_length(33), 32) == (3, 21, 32)
         np.testing.assert_allclose(np.asarray(sizes.sum((1, 2))), 33.0)
         assert np.all(np.asarray(sizes[:, 0, 0]) == 1.0)  # the protected first token is never merged
-    g = jax.grad(lambda p: jnp.sum(TomeFormer(depth=2, num_heads=2, mlp_dim=64, r=6).apply(p, x) ** 2))(params)
+    g = jax.jit(jax.grad(lambda p: jnp.sum(TomeFormer(depth=2, num_heads=2, mlp_dim=64, r=6).apply(p, x) ** 2)))(params)
     assert all(np.all(np.isfinite(l)) for l in jax.tree.leaves(g))
 
 

@@ -33,14 +33,13 @@ def _cfg(steps, *extra):
 def _params(workdir):
     cfg = _cfg(6)
     exp = loop.Experiment(cfg, workdir)
-    state, shardings = exp.create_state()
     ck = Checkpointer(workdir, async_save=False)
-    state, data_state, step = ck.restore(state, shardings)
+    state, data_state, step = ck.restore(*exp.abstract_state())
     ck.close()
     return jax.tree.map(np.asarray, state.params), data_state, step
 
 
-def test_resume_is_bitwise_identical(tmp_path):
+def test_resume_is_bitwise_identical(tmp_path, monkeypatch):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     res = loop.train_and_evaluate(_cfg(6), straight)
     assert (straight / "results.json").exists() and (straight / "report.md").exists()
@@ -55,12 +54,38 @@ def test_resume_is_bitwise_identical(tmp_path):
     # Half, "process exit" (stop with checkpoint), then a fresh Experiment resumes to the end.
     assert loop.train_and_evaluate(_cfg(6), resumed, stop_after=3) == {}
     assert Checkpointer(resumed).latest_step() == 3
-    loop.train_and_evaluate(_cfg(6), resumed)
+    with monkeypatch.context() as m:
+        # the resumed run restores into Experiment.abstract_state(): no fresh state is initialized first
+        m.setattr(loop.Experiment, "create_state", lambda self: pytest.fail("a resumed run initialized a state"))
+        loop.train_and_evaluate(_cfg(6), resumed)
     p1, d1, s1 = _params(straight)
     p2, d2, s2 = _params(resumed)
     assert s1 == s2 == 6 and d1 == d2 and d1 is not None
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_abstract_state_is_create_state_without_compiling(tmp_path):
+    """Experiment.abstract_state(): the placed ShapeDtypeStructs of create_state's state, by eval_shape only."""
+    exp = loop.Experiment(_cfg(2, "--config.mesh.data=2", "--config.mesh.fsdp=4"), tmp_path)
+    jax.random.key(0)  # NOTE: making a key compiles once per process; the count below is about the state
+    compiles = []
+    listener = lambda event, secs, **kw: compiles.append(event) if "backend_compile" in event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        abstract, shardings = exp.abstract_state()
+        n_abstract = len(compiles)
+        state, want = exp.create_state()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert n_abstract == 0 and len(compiles) >= 1  # create_state compiles its init; abstract_state nothing
+    assert jax.tree.structure(abstract) == jax.tree.structure(state)
+    for a, s, sh, w in zip(jax.tree.leaves(abstract), jax.tree.leaves(state), jax.tree.leaves(shardings),
+                           jax.tree.leaves(want)):
+        assert isinstance(a, jax.ShapeDtypeStruct) and (a.shape, a.dtype) == (s.shape, s.dtype)
+        assert a.sharding == s.sharding == sh == w
+    kernel = abstract.params["img_tower"]["block_00"]["mlp"]["wi"]["kernel"]
+    assert "fsdp" in str(kernel.sharding.spec)  # really sharded, not replicated
 
 
 def test_non_finite_loss_stops_naming_step(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from vljax.methods import get_method
 from vljax.train import flops as flops_lib
 from vljax.train import optim, report, writers
 from vljax.train.checkpoint import Checkpointer
-from vljax.train.state import TrainState, create_sharded_state, param_count
+from vljax.train.state import TrainState, abstract_sharded_state, create_sharded_state, param_count
 from vljax.train.step import make_train_step
 
 
@@ -65,6 +65,12 @@ class Experiment:
         """Fresh sharded TrainState (+ shardings) from config.seed."""
         return create_sharded_state(self.init_fn, self.tx, jax.random.key(int(self.config.seed)),
                                     self.mesh, self.rules)
+
+    def abstract_state(self) -> tuple[TrainState, Any]:
+        """create_state's (state as placed jax.ShapeDtypeStructs, shardings), with nothing compiled or allocated:
+        the target a checkpoint is restored into."""
+        return abstract_sharded_state(self.init_fn, self.tx, jax.random.key(int(self.config.seed)),
+                                      self.mesh, self.rules)
 
     def train_dataset(self):
         """grain IterDataset of host training batches."""
@@ -165,25 +171,28 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     total = int(cfg.train.steps)
     (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2)) if is_main else None
 
-    state, shardings = exp.create_state()
-    n_params = param_count(state.params)
     ckpt = Checkpointer(workdir, keep=int(cfg.checkpoint.keep), async_save=bool(cfg.checkpoint.async_save))
     dataset = exp.train_dataset()
     it = iter(dataset)
     start = 0
-    if ckpt.latest_step() is None and cfg.get("init"):
-        from vljax.convert.init import load_pretrained
-
-        # NOTE: pretrained weights only seed a fresh run; a resumed run restores its own.
-        state = state.replace(params=load_pretrained(cfg, state.params))
-        loaded = {k: v for k, v in dict(cfg.init).items() if v}
-        if loaded:
-            print(f"[vljax] params initialized from config.init: {loaded}", flush=True)
     if ckpt.latest_step() is not None:
-        state, data_state, start = ckpt.restore(state, shardings)
+        # NOTE: restored into an abstract target: a resumed run never initializes (nor holds) a fresh state.
+        abstract, shardings = exp.abstract_state()
+        state, data_state, start = ckpt.restore(abstract, shardings)
         if data_state is not None:
             it.set_state(data_state)
         print(f"[vljax] resumed from step {start} in {ckpt.dir}", flush=True)
+    else:
+        state, shardings = exp.create_state()
+        if cfg.get("init"):
+            from vljax.convert.init import load_pretrained
+
+            # NOTE: pretrained weights only seed a fresh run; a resumed run restores its own.
+            state = state.replace(params=load_pretrained(cfg, state.params))
+            loaded = {k: v for k, v in dict(cfg.init).items() if v}
+            if loaded:
+                print(f"[vljax] params initialized from config.init: {loaded}", flush=True)
+    n_params = param_count(state.params)
     step_fn = exp.jit_step(shardings)
     writer = writers.create_writer(workdir, is_main)
     flag: dict[str, Any] = {}
@@ -308,12 +317,11 @@ def restore_latest(config, workdir: str | Path):
     """
     workdir = Path(workdir)
     exp = Experiment(config, workdir)
-    state, shardings = exp.create_state()
     ckpt = Checkpointer(workdir, async_save=False)
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints: train first")
-        state, _, step = ckpt.restore(state, shardings)
+        state, _, step = ckpt.restore(*exp.abstract_state())
     finally:
         ckpt.close()
     return exp, state.params, step

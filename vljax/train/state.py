@@ -21,6 +21,43 @@ class TrainState:
     rng: jax.Array
 
 
+def _boxed_init(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation):
+    """-> rng -> TrainState of boxed params (the key is split inside, so eval_shape of it runs nothing)."""
+
+    def boxed_init(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        params = init_params(init_rng)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                          rng=state_rng)
+
+    return boxed_init
+
+
+def abstract_sharded_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
+                           rng: jax.Array, mesh: Mesh, rules) -> tuple[TrainState, Any]:
+    """-> (TrainState of jax.ShapeDtypeStructs placed like create_sharded_state's, its shardings).
+
+    By eval_shape only: nothing is compiled or allocated. The target for restoring a checkpoint, which then
+    never holds a freshly initialized state beside the restored one (nor compiles the init: a threefry hash
+    per parameter, seconds on a CPU host).
+    """
+    boxed_init = _boxed_init(init_params, tx)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed = jax.eval_shape(boxed_init, rng)
+        shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+    # NOTE: unboxed without the sharding constraint nn.meta.unbox adds under a mesh (no arrays to constrain here).
+    is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
+    unboxed = jax.tree.map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, boxed, is_leaf=is_box)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), unboxed, shardings)
+    return abstract, shardings
+
+
+def state_shardings(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
+                    rng: jax.Array, mesh: Mesh, rules) -> Any:
+    """The TrainState's shardings on `mesh` from its logical axis names, by eval_shape only (nothing compiled)."""
+    return abstract_sharded_state(init_params, tx, rng, mesh, rules)[1]
+
+
 def create_sharded_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
                          rng: jax.Array, mesh: Mesh, rules) -> tuple[TrainState, Any]:
     """init_params(rng) -> boxed params; returns (state created directly sharded, state shardings).
@@ -28,18 +65,10 @@ def create_sharded_state(init_params: Callable[[jax.Array], Any], tx: optax.Grad
     NOTE: params are never materialized on one host: shapes come from eval_shape and the
     real init runs under jit with out_shardings derived from the logical axis names.
     """
-    init_rng, state_rng = jax.random.split(rng)
-
-    def boxed_init(r):
-        params = init_params(r)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                          rng=state_rng)
-
+    boxed_init = _boxed_init(init_params, tx)
+    shardings = state_shardings(init_params, tx, rng, mesh, rules)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        abstract = jax.eval_shape(boxed_init, init_rng)
-        specs = nn.get_partition_spec(abstract)
-        shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
-        state = jax.jit(lambda r: nn.meta.unbox(boxed_init(r)), out_shardings=shardings)(init_rng)
+        state = jax.jit(lambda r: nn.meta.unbox(boxed_init(r)), out_shardings=shardings)(rng)
     return state, shardings
 
 
