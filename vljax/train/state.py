@@ -52,12 +52,6 @@ def abstract_sharded_state(init_params: Callable[[jax.Array], Any], tx: optax.Gr
     return abstract, shardings
 
 
-def state_shardings(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
-                    rng: jax.Array, mesh: Mesh, rules) -> Any:
-    """The TrainState's shardings on `mesh` from its logical axis names, by eval_shape only (nothing compiled)."""
-    return abstract_sharded_state(init_params, tx, rng, mesh, rules)[1]
-
-
 def create_sharded_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
                          rng: jax.Array, mesh: Mesh, rules) -> tuple[TrainState, Any]:
     """init_params(rng) -> boxed params; returns (state created directly sharded, state shardings).
@@ -66,7 +60,7 @@ def create_sharded_state(init_params: Callable[[jax.Array], Any], tx: optax.Grad
     real init runs under jit with out_shardings derived from the logical axis names.
     """
     boxed_init = _boxed_init(init_params, tx)
-    shardings = state_shardings(init_params, tx, rng, mesh, rules)
+    shardings = abstract_sharded_state(init_params, tx, rng, mesh, rules)[1]
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         state = jax.jit(lambda r: nn.meta.unbox(boxed_init(r)), out_shardings=shardings)(rng)
     return state, shardings
