@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     ref = f"--config.init.reference=checkpoint:{Path(args.reference).resolve()}"
     config = load_config(args.config, list(overrides) + [ref, "--config.prior.variant=prior"])
     exp = Experiment(config, args.reference)
-    state, _ = exp.create_state()
+    # NOTE: only the reference subtree is read; the rest stays abstract (no init compiled or allocated).
+    state, _ = exp.abstract_state()
     params = load_pretrained(config, state.params)
     model = exp.model.reference.clone(parent=None)
     apply_ref = jax.jit(lambda t: model.apply({"params": params["reference"]}, t))

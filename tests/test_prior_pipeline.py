@@ -51,7 +51,7 @@ def test_reference_checkpoint_seeds_the_frozen_reference(reference_run, tmp_path
     from vljax.convert.init import load_training_checkpoint
 
     exp = Experiment(_prior_cfg(reference_run), tmp_path)
-    state, _ = exp.create_state()
+    state, _ = exp.abstract_state()
     trained = load_training_checkpoint(f"checkpoint:{tmp_path}", state.params)
     ref = load_training_checkpoint(f"checkpoint:{reference_run}", state.params["reference"], "reference")
     for a, b in zip(jax.tree.leaves(trained["reference"]), jax.tree.leaves(ref)):

@@ -396,7 +396,8 @@ def score_split(config, cache_dir: str | Path, *, n: int | None = None, split: s
     total = len(exp.world.source(split)) if n is None else int(n)
     if total > 5_000_000:
         raise ValueError(f"split {split!r} has {total} scenes; bound it with --n or config.data.world.split_sizes")
-    state, _ = exp.create_state()
+    # NOTE: only the reference subtree is read; the rest stays abstract (no init compiled or allocated).
+    state, _ = exp.abstract_state()
     params = load_pretrained(config, state.params)
     ref_model = exp.model.reference.clone(parent=None)
     apply_ref = jax.jit(lambda t: ref_model.apply({"params": params["reference"]}, t))

@@ -199,21 +199,9 @@ class CausalLM(nn.Module):
             index, filled, step_attn = decoding.cache_step_mask(cache, step_mask, length, self.sliding_window)
             layers = []
             for i, layer_cache in enumerate(cache["layers"]):
-                x, layer_cache = DecoderLayer(
-                    self.num_heads,
-                    self.num_kv_heads or self.num_heads,
-                    self.resolved_head_dim(),
-                    self.mlp_dim,
-                    self.norm_epsilon,
-                    self.rope_theta,
-                    self.rope_scaling,
-                    self.qkv_bias,
-                    self.out_bias,
-                    self.mlp_bias,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
-                    name=f"block_{i:02d}",
-                )(x, positions, None, step_attn, cache=layer_cache, cache_index=index)
+                x, layer_cache = self._block(DecoderLayer, i)(
+                    x, positions, None, step_attn, cache=layer_cache, cache_index=index
+                )
                 layers.append(layer_cache)
             new_cache = {"index": cache["index"] + length, "mask": filled, "layers": layers}
             return self._head(embed, x, return_hidden), new_cache
@@ -230,24 +218,27 @@ class CausalLM(nn.Module):
             if self.remat not in REMAT_POLICIES:
                 raise ValueError(f"remat={self.remat!r} is not one of {['none', *sorted(REMAT_POLICIES)]}")
             layer = nn.remat(DecoderLayer, policy=REMAT_POLICIES[self.remat], prevent_cse=True)
-        num_kv = self.num_kv_heads or self.num_heads
         for i in range(self.depth):
-            x = layer(
-                self.num_heads,
-                num_kv,
-                self.resolved_head_dim(),
-                self.mlp_dim,
-                self.norm_epsilon,
-                self.rope_theta,
-                self.rope_scaling,
-                self.qkv_bias,
-                self.out_bias,
-                self.mlp_bias,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"block_{i:02d}",
-            )(x, positions, kv_mask, mask)
+            x = self._block(layer, i)(x, positions, kv_mask, mask)
         return self._head(embed, x, return_hidden)
+
+    def _block(self, layer_cls, i: int):
+        """Decoder block i (a DecoderLayer class, possibly remat-wrapped), named block_{i:02d}."""
+        return layer_cls(
+            self.num_heads,
+            self.num_kv_heads or self.num_heads,
+            self.resolved_head_dim(),
+            self.mlp_dim,
+            self.norm_epsilon,
+            self.rope_theta,
+            self.rope_scaling,
+            self.qkv_bias,
+            self.out_bias,
+            self.mlp_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=f"block_{i:02d}",
+        )
 
     def _head(self, embed, x, return_hidden):
         """[B, L, D] -> final norm -> [B, L, V] logits (or the normed hidden states)."""

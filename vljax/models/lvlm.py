@@ -21,6 +21,7 @@ from vljax.models.causal_lm import CausalLM
 from vljax.models.decoding import NEG_INF, prompt_positions
 from vljax.models.vit import ViT
 from vljax.nn.embeddings import PatchEmbed
+from vljax.nn.dense import partitioned_dense
 from vljax.nn.mlp import gelu
 
 Dtype = Any
@@ -51,14 +52,7 @@ class Projector(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def _dense(self, features, names, name):
-        return nn.Dense(
-            features,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]),
-            name=name,
-        )
+        return partitioned_dense(features, names, name, dtype=self.dtype, param_dtype=self.param_dtype)
 
     @nn.compact
     def __call__(self, x):

@@ -11,6 +11,7 @@ compilers handle the N-D dot natively.
 
 import math
 
+import flax.linen as nn
 from jax import lax
 
 from vljax.kernels import tiling
@@ -54,4 +55,18 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_elem
         return dense_dot(lhs, rhs, 1, precision, preferred_element_type)
     return lax.dot_general(
         lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=preferred_element_type
+    )
+
+
+def partitioned_dense(features: int, names: tuple, name: str, *, use_bias: bool = True, dtype=None, param_dtype=None):
+    """nn.Dense [..., Din] -> [..., features] with a xavier-uniform kernel named `names` (logical axes of
+    [Din, features]) and a zero bias named names[-1], the layout of every transformer MLP / projector layer."""
+    return nn.Dense(
+        features,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]),
+        name=name,
     )

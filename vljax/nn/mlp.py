@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from vljax.kernels import tiling
+from vljax.nn.dense import partitioned_dense
 
 Dtype = Any
 
@@ -48,15 +49,8 @@ class Mlp(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def _dense(self, features, names, label):
-        return nn.Dense(
-            features,
-            use_bias=self.use_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]),
-            name=label,
-        )
+        return partitioned_dense(features, names, label, use_bias=self.use_bias, dtype=self.dtype,
+                                 param_dtype=self.param_dtype)
 
     @nn.compact
     def __call__(self, x, deterministic: bool = True):
