@@ -51,6 +51,10 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
                   augment_seed: int = 0) -> grain.IterDataset:
     """Random-access source -> grain IterDataset of host batches (sharded by process).
 
+    With P processes, process p's k-th batch is rows [p B/P, (p + 1) B/P) of the k-th global batch of B: the same
+    examples and augmentations in the same rows as a one-process run (packed rows excepted: there each process
+    packs every P-th example).
+
     augment: a random transform of the raw sample before `to_example` (e.g. transforms.DropAttributeWords);
     grain draws its rng from (augment_seed, position in the stream), so a resumed iterator repeats it exactly.
     pack: dict(max_len=T, num_bins=N, pad_id=P) packs the (padded, 1-D) tokens / label_mask examples
@@ -61,12 +65,15 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
         ds = ds.shuffle(seed=shuffle_seed)
     if repeat:
         ds = ds.repeat()
-    if jax.process_count() > 1:
-        ds = ds[jax.process_index()::jax.process_count()]
     if augment is not None:
+        # NOTE: before the per-process split, so an example's draw depends on its place in the global stream,
+        # not on how many processes share it.
         ds = ds.random_map(augment, seed=augment_seed)
+    n_proc, proc = jax.process_count(), jax.process_index()
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     if pack is not None:
+        if n_proc > 1:
+            ds = ds[proc::n_proc]
         from vljax.data import packing
 
         ds = ds.map(to_example).map(lambda e: packing.strip_padding(e, int(pack["pad_id"]), int(pack["max_len"])))
@@ -75,4 +82,8 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
         packed = packing.pack_dataset(ds.to_iter_dataset(read), int(pack["max_len"]), int(pack["num_bins"]))
         return packed.batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
     ds = ds.map(to_example).batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
+    if n_proc > 1:
+        # NOTE: host batch k of process p is rows [p b, (p + 1) b) of global batch k (b = the host batch), so the
+        # global array that host_to_global assembles is the one-process batch, row for row, at any process count.
+        ds = ds[proc::n_proc]
     return ds.to_iter_dataset(read)

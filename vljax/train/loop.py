@@ -165,8 +165,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    is_main = jax.process_index() == 0
+    # NOTE: Experiment first: it calls jax.distributed.initialize on a multi-process launch, which must come
+    # before anything that starts the backend (jax.process_index included).
     exp = Experiment(config, workdir)
+    is_main = jax.process_index() == 0
     cfg = config
     total = int(cfg.train.steps)
     (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2)) if is_main else None
