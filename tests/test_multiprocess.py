@@ -1,11 +1,14 @@
 """Two local processes (CPU gloo collectives, 2 devices each) launched with tpu_scripts/multinode.sh:
 - compute the sharded contrastive losses and their gradients; the result equals the single-process run;
 - run `vljax train` (one 4-device mesh across them, per-host data slices assembled into global batches, a
-  multi-process checkpoint, stopped and resumed, sharded evals) like one process with 4 devices: the same per-step losses and gradient
-  norms, eval metrics and saved params. The config drops caption words at random, so this also checks that every
-  process count draws the same augmentations for the same global rows."""
+  multi-process checkpoint, stopped and resumed, sharded evals) like one process with 4 devices: the same per-step
+  losses and gradient norms, eval metrics and saved params. The config drops caption words at random, so this also
+  checks that every process count draws the same augmentations for the same global rows;
+- stop together, each with the same checkpoint, when only one of them gets SIGTERM."""
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +189,45 @@ def test_vljax_train_on_two_processes_equals_one_process(tmp_path):
     assert sorted(pa) == sorted(pb) and len(pa) > 10
     for k in pa:
         np.testing.assert_allclose(np.asarray(pa[k]), np.asarray(pb[k]), rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step(tmp_path):
+    """A preempted host gets SIGTERM alone: both processes must checkpoint the same step and exit (a process that
+    stopped alone would leave the other waiting in the next step's collectives until the timeout)."""
+    import portpicker
+
+    from test_train_loop import SMALL
+
+    args = ["--config", "configs/clip.py:tiny", *SMALL, "--config.train.steps=100000", "--config.train.log_every=1",
+            "--config.checkpoint.async_save=False"]
+    port = portpicker.pick_unused_port()
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                   PYTHONPATH=str(ROOT), VLJAX_COORDINATOR=f"localhost:{port}", VLJAX_NUM_PROCESSES="2",
+                   VLJAX_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen([sys.executable, "-m", "vljax.main", "train", *args, "--workdir", str(tmp_path)],
+                                      env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    head = []
+    try:
+        for line in procs[0].stdout:  # NOTE: process 0 prints the progress lines; both run the same steps
+            head.append(line)
+            if line.startswith("[train] step") and int(line.split()[2].split("/")[0]) >= 2:
+                procs[1].send_signal(signal.SIGTERM)
+                break
+        logs = [procs[0].communicate(timeout=120)[0], procs[1].communicate(timeout=120)[0]]
+    except subprocess.TimeoutExpired:
+        pytest.fail("after SIGTERM to process 1 the job did not stop:\n" + "".join(head)[-3000:])
+    finally:
+        for p in procs:
+            p.kill()
+    logs[0] = "".join(head) + logs[0]
+    assert [p.returncode for p in procs] == [0, 0], "\n-----\n".join(x[-3000:] for x in logs)
+    assert "received signal 15" in logs[1] and "received signal" not in logs[0]
+    stops = [re.findall(r"stopped at step (\d+) \(signal\)", x) for x in logs]
+    assert len(stops[0]) == len(stops[1]) == 1 and stops[0] == stops[1], stops
+    assert (tmp_path / "checkpoints" / stops[0][0]).is_dir()
+    assert not (tmp_path / "results.json").exists()
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":

@@ -2,7 +2,7 @@
 
 Resumes automatically from the newest checkpoint in the workdir (params, optimizer,
 step, rng and the data iterator position). SIGTERM/SIGINT save a checkpoint and exit
-cleanly; a non-finite loss stops the run naming the step and leaves the last good
+cleanly (every process of a multi-process job at the same step); a non-finite loss stops the run naming the step and leaves the last good
 checkpoint as the newest one.
 """
 from __future__ import annotations
@@ -152,6 +152,32 @@ def _install_signal_handlers(flag: dict) -> None:
         signal.signal(s, handler)
 
 
+class _StopVote:
+    """Local 'a signal arrived' flag -> the flag all processes act on, at the same step.
+
+    With several processes, one process's SIGTERM (a preempted host) must stop every process at the same step: one
+    that stops alone leaves the others waiting in the next step's collectives. Each step the processes' flags are
+    max-reduced on the devices; the result is read one step later, when the host waits for that step's metrics
+    anyway, so every process stops one step after the first of them saw the signal. One process: the flag itself.
+    """
+
+    def __init__(self):
+        self.multi = jax.process_count() > 1
+        self.pending = None
+        if self.multi:
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("processes",))
+            self.sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("processes"))
+            self.reduce = jax.jit(lambda x: x.max(), out_shardings=jax.sharding.NamedSharding(
+                mesh, jax.sharding.PartitionSpec()))
+
+    def __call__(self, local: bool) -> bool:
+        if not self.multi:
+            return local
+        flags = np.full((jax.local_device_count(),), int(local), np.int32)
+        previous, self.pending = self.pending, self.reduce(jax.make_array_from_process_local_data(self.sharding, flags))
+        return previous is not None and bool(np.asarray(previous.addressable_data(0)))
+
+
 def _fmt_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -199,6 +225,7 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     writer = writers.create_writer(workdir, is_main)
     flag: dict[str, Any] = {}
     _install_signal_handlers(flag)
+    stop_vote = _StopVote()
 
     bs = int(cfg.train.batch_size)
     step_flops, compiled = None, None
@@ -265,8 +292,9 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                 pending = (step, metrics)
                 save = step % ckpt_every == 0
                 do_eval = bool(eval_every) and step % eval_every == 0 and step != total
-                if flag.get("signal") is not None or (stop_after is not None and step >= stop_after):
-                    stopped_by = "signal" if flag.get("signal") is not None else "stop_after"
+                signalled = stop_vote(flag.get("signal") is not None)
+                if signalled or (stop_after is not None and step >= stop_after):
+                    stopped_by = "signal" if signalled else "stop_after"
                 if save or do_eval or stopped_by or step == total:
                     record(pending)
                     pending = None
