@@ -116,7 +116,8 @@ def test_two_processes_match_single_process(tmp_path):
 
 
 def _launch_train(workdir: Path, devices: int, args: list[str], process_id: int | None = None, port: int = 0):
-    """`vljax train ARGS --workdir workdir` on `devices` CPU devices; with process_id, one of 2 multinode.sh processes."""
+    """`vljax train ARGS --workdir workdir` on `devices` CPU devices; with process_id, one of two multinode.sh
+    processes."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "vljax.main", "train", *args, "--workdir", str(workdir)]

@@ -150,7 +150,8 @@ def maybe_initialize_distributed() -> bool:
         kwargs = dict(coordinator_address=os.environ["VLJAX_COORDINATOR"],
                       num_processes=int(os.environ["VLJAX_NUM_PROCESSES"]),
                       process_id=int(os.environ["VLJAX_PROCESS_ID"]))
-    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu" and "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+    cpu_only = os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu"
+    if cpu_only and "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
         # NOTE: CPU-only processes (tests, debugging a launch on one machine) have no cross-process collectives
         # unless one is chosen; gloo ships with jaxlib.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -2,8 +2,8 @@
 
 Resumes automatically from the newest checkpoint in the workdir (params, optimizer,
 step, rng and the data iterator position). SIGTERM/SIGINT save a checkpoint and exit
-cleanly (every process of a multi-process job at the same step); a non-finite loss stops the run naming the step and leaves the last good
-checkpoint as the newest one.
+cleanly (every process of a multi-process job at the same step); a non-finite loss stops
+the run naming the step and leaves the last good checkpoint as the newest one.
 """
 from __future__ import annotations
 
