@@ -12,6 +12,7 @@ compilers handle the N-D dot natively.
 import math
 
 import flax.linen as nn
+import jax.numpy as jnp
 from jax import lax
 
 from vljax.kernels import tiling
@@ -58,9 +59,10 @@ def flat_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_elem
     )
 
 
-def partitioned_dense(features: int, names: tuple, name: str, *, use_bias: bool = True, dtype=None, param_dtype=None):
+def partitioned_dense(features: int, names: tuple, name: str, *, use_bias: bool = True, dtype=None,
+                      param_dtype=jnp.float32):
     """nn.Dense [..., Din] -> [..., features] with a xavier-uniform kernel named `names` (logical axes of
-    [Din, features]) and a zero bias named names[-1], the layout of every transformer MLP / projector layer."""
+    [Din, features]) and a zero bias named names[-1] (the MLP and LVLM projector layers)."""
     return nn.Dense(
         features,
         use_bias=use_bias,
