@@ -174,7 +174,10 @@ def test_vljax_train_on_two_processes_equals_one_process(tmp_path):
     _finish([_launch_train(multi, 2, args + ["--stop_after", "2"], pid, port) for pid in range(2)])
     assert not (multi / "results.json").exists()
     port = portpicker.pick_unused_port()
-    _finish([_launch_train(multi, 2, args, pid, port) for pid in range(2)])
+    logs = _finish([_launch_train(multi, 2, args, pid, port) for pid in range(2)])
+    # NOTE: the run's summary lines come from process 0 only; every process says it resumed.
+    assert "processes=2" in logs[0] and "[vljax] method=" not in logs[1]
+    assert all("resumed from step 2" in x for x in logs)
     _finish([_launch_train(single, 4, args)])
 
     a, b = _train_rows(multi), _train_rows(single)

@@ -232,8 +232,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     peak = flops_lib.peak_flops_per_device(override=cfg.train.get("peak_flops_per_device"))
     log_every, ckpt_every = int(cfg.train.log_every), int(cfg.checkpoint.every)
     eval_every = int(cfg.get("eval_every", 0))
-    print(f"[vljax] method={cfg.method} params={n_params / 1e6:.2f}M mesh={dict(exp.mesh.shape)} "
-          f"devices={jax.device_count()} batch={bs} steps={total} workdir={workdir}", flush=True)
+    if is_main:
+        print(f"[vljax] method={cfg.method} params={n_params / 1e6:.2f}M mesh={dict(exp.mesh.shape)} "
+              f"devices={jax.device_count()} processes={jax.process_count()} batch={bs} steps={total} "
+              f"workdir={workdir}", flush=True)
 
     pending = None
     t_window, n_window = time.perf_counter(), 0
@@ -304,7 +306,9 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                 if do_eval:
                     res = exp.evaluate(state.params, step)
                     writer.write_scalars(step, res)
-                    print("[eval] step", step, " ".join(f"{k}={v:.4f}" for k, v in sorted(res.items())), flush=True)
+                    if is_main:
+                        print("[eval] step", step, " ".join(f"{k}={v:.4f}" for k, v in sorted(res.items())),
+                              flush=True)
                 if stopped_by:
                     break
     except NonFiniteLossError as e:
