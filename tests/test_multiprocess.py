@@ -1,9 +1,9 @@
 """Two local processes (CPU gloo collectives, 2 devices each) launched with tpu_scripts/multinode.sh:
 - compute the sharded contrastive losses and their gradients; the result equals the single-process run;
-- run `vljax train` (one 4-device mesh across them, per-host data slices assembled into global batches, a
-  multi-process checkpoint, stopped and resumed, sharded evals) like one process with 4 devices: the same per-step
-  losses and gradient norms, eval metrics and saved params. The config drops caption words at random, so this also
-  checks that every process count draws the same augmentations for the same global rows;
+- run `vljax train` (one 4-device FSDP mesh across them, per-host data slices assembled into global batches, a
+  checkpoint that each process writes its shards of, stopped and resumed, sharded evals) like one process with 4
+  devices: the same per-step losses and gradient norms, eval metrics and saved params. The config drops caption
+  words at random, so this also checks that every process count draws the same augmentations for the same rows;
 - stop together, each with the same checkpoint, when only one of them gets SIGTERM."""
 import json
 import os
@@ -166,8 +166,11 @@ def test_vljax_train_on_two_processes_equals_one_process(tmp_path):
 
     from test_train_loop import SMALL
 
+    # NOTE: FSDP over all 4 devices, so params and optimizer state are sharded across the two processes and each
+    # process writes and restores its own shards of the checkpoint.
     args = ["--config", "configs/clip.py:tiny", *SMALL, "--config.train.steps=3", "--config.train.log_every=1",
-            "--config.checkpoint.async_save=False", "--config.data.attribute_drop.p=0.5"]
+            "--config.checkpoint.async_save=False", "--config.data.attribute_drop.p=0.5", "--config.mesh.data=1",
+            "--config.mesh.fsdp=-1"]
     multi, single = tmp_path / "two_processes", tmp_path / "one_process"
     port = portpicker.pick_unused_port()
     # NOTE: the two-process job is stopped at step 2 (as if preempted) and resumed from its checkpoint to step 3.
@@ -176,7 +179,7 @@ def test_vljax_train_on_two_processes_equals_one_process(tmp_path):
     port = portpicker.pick_unused_port()
     logs = _finish([_launch_train(multi, 2, args, pid, port) for pid in range(2)])
     # NOTE: the run's summary lines come from process 0 only; every process says it resumed.
-    assert "processes=2" in logs[0] and "[vljax] method=" not in logs[1]
+    assert "'fsdp': 4" in logs[0] and "processes=2" in logs[0] and "[vljax] method=" not in logs[1]
     assert all("resumed from step 2" in x for x in logs)
     _finish([_launch_train(single, 4, args)])
 
