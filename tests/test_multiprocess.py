@@ -1,4 +1,5 @@
-"""Two local processes (CPU gloo collectives, 2 devices each) launched with tpu_scripts/multinode.sh:
+"""Two local processes (CPU gloo collectives, 2 devices each), launched with tpu_scripts/multinode.sh unless a test
+must signal the python process itself:
 - compute the sharded contrastive losses and their gradients; the result equals the single-process run;
 - run `vljax train` (one 4-device FSDP mesh across them, per-host data slices assembled into global batches, a
   checkpoint that each process writes its shards of, stopped and resumed, sharded evals) like one process with 4
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from test_train_loop import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 B, E = 8, 16
@@ -81,50 +84,22 @@ def _reference():
     return ref
 
 
-def test_two_processes_match_single_process(tmp_path):
-    import portpicker
-
-    port = portpicker.pick_unused_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               PYTHONPATH=str(ROOT))
-    procs = []
-    for pid in range(2):
-        cmd = ["bash", str(ROOT / "tpu_scripts" / "multinode.sh"), "--coordinator", f"localhost:{port}",
-               "--num-processes", "2", "--process-id", str(pid), "--",
-               sys.executable, __file__, "--worker", str(tmp_path)]
-        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True))
-    logs = []
-    for p in procs:
-        try:
-            logs.append(p.communicate(timeout=180)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("multi-process run timed out:\n" + "\n".join(logs))
-    assert all(p.returncode == 0 for p in procs), "\n-----\n".join(logs)
-    ref = _reference()
-    for pid in range(2):
-        got = json.loads((tmp_path / f"process{pid}.json").read_text())
-        assert got["process_count"] == 2 and got["devices"] == 4
-        for name, (loss, gi, gt) in ref.items():
-            # float32 with a different reduction order: relative 1e-5 on the loss, 1e-5 abs on the grads.
-            np.testing.assert_allclose(got[name]["loss"], loss, rtol=1e-5)
-            np.testing.assert_allclose(np.asarray(got[name]["g_img"]), gi, atol=1e-5, rtol=1e-4)
-            np.testing.assert_allclose(np.asarray(got[name]["g_txt"]), gt, atol=1e-5, rtol=1e-4)
-            assert np.abs(gi).max() > 1e-3  # the gradients are non-trivial
-
-
-def _launch_train(workdir: Path, devices: int, args: list[str], process_id: int | None = None, port: int = 0):
-    """`vljax train ARGS --workdir workdir` on `devices` CPU devices; with process_id, one of two multinode.sh
-    processes."""
+def _launch(cmd: list[str], devices: int, process_id: int | None = None, port: int = 0, multinode: bool = True):
+    """cmd on `devices` CPU devices; with process_id, process `process_id` of two: through tpu_scripts/multinode.sh,
+    or (multinode=False) with its VLJAX_* variables set here, so that the Popen is the python process itself."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "vljax.main", "train", *args, "--workdir", str(workdir)]
-    if process_id is not None:
+    if process_id is not None and multinode:
         cmd = ["bash", str(ROOT / "tpu_scripts" / "multinode.sh"), "--coordinator", f"localhost:{port}",
                "--num-processes", "2", "--process-id", str(process_id), "--", *cmd]
+    elif process_id is not None:
+        env.update(VLJAX_COORDINATOR=f"localhost:{port}", VLJAX_NUM_PROCESSES="2", VLJAX_PROCESS_ID=str(process_id))
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _train(args: list[str], workdir: Path) -> list[str]:
+    """The `vljax train` command line."""
+    return [sys.executable, "-m", "vljax.main", "train", *args, "--workdir", str(workdir)]
 
 
 def _finish(procs, timeout=300) -> list[str]:
@@ -140,6 +115,24 @@ def _finish(procs, timeout=300) -> list[str]:
             p.kill()
     assert all(p.returncode == 0 for p in procs), "\n-----\n".join(x[-3000:] for x in logs)
     return logs
+
+
+def test_two_processes_match_single_process(tmp_path):
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    _finish([_launch([sys.executable, __file__, "--worker", str(tmp_path)], 2, pid, port) for pid in range(2)],
+            timeout=180)
+    ref = _reference()
+    for pid in range(2):
+        got = json.loads((tmp_path / f"process{pid}.json").read_text())
+        assert got["process_count"] == 2 and got["devices"] == 4
+        for name, (loss, gi, gt) in ref.items():
+            # float32 with a different reduction order: relative 1e-5 on the loss, 1e-5 abs on the grads.
+            np.testing.assert_allclose(got[name]["loss"], loss, rtol=1e-5)
+            np.testing.assert_allclose(np.asarray(got[name]["g_img"]), gi, atol=1e-5, rtol=1e-4)
+            np.testing.assert_allclose(np.asarray(got[name]["g_txt"]), gt, atol=1e-5, rtol=1e-4)
+            assert np.abs(gi).max() > 1e-3  # the gradients are non-trivial
 
 
 def _train_rows(workdir: Path) -> list[dict]:
@@ -164,8 +157,6 @@ def _saved_params(workdir: Path, step: int) -> dict:
 def test_vljax_train_on_two_processes_equals_one_process(tmp_path):
     import portpicker
 
-    from test_train_loop import SMALL
-
     # NOTE: FSDP over all 4 devices, so params and optimizer state are sharded across the two processes and each
     # process writes and restores its own shards of the checkpoint.
     args = ["--config", "configs/clip.py:tiny", *SMALL, "--config.train.steps=3", "--config.train.log_every=1",
@@ -174,14 +165,14 @@ def test_vljax_train_on_two_processes_equals_one_process(tmp_path):
     multi, single = tmp_path / "two_processes", tmp_path / "one_process"
     port = portpicker.pick_unused_port()
     # NOTE: the two-process job is stopped at step 2 (as if preempted) and resumed from its checkpoint to step 3.
-    _finish([_launch_train(multi, 2, args + ["--stop_after", "2"], pid, port) for pid in range(2)])
+    _finish([_launch(_train(args + ["--stop_after", "2"], multi), 2, pid, port) for pid in range(2)])
     assert not (multi / "results.json").exists()
     port = portpicker.pick_unused_port()
-    logs = _finish([_launch_train(multi, 2, args, pid, port) for pid in range(2)])
+    logs = _finish([_launch(_train(args, multi), 2, pid, port) for pid in range(2)])
     # NOTE: the run's summary lines come from process 0 only; every process says it resumed.
     assert "'fsdp': 4" in logs[0] and "processes=2" in logs[0] and "[vljax] method=" not in logs[1]
     assert all("resumed from step 2" in x for x in logs)
-    _finish([_launch_train(single, 4, args)])
+    _finish([_launch(_train(args, single), 4)])
 
     a, b = _train_rows(multi), _train_rows(single)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3]
@@ -203,18 +194,10 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(tmp_path):
     stopped alone would leave the other waiting in the next step's collectives until the timeout)."""
     import portpicker
 
-    from test_train_loop import SMALL
-
     args = ["--config", "configs/clip.py:tiny", *SMALL, "--config.train.steps=100000", "--config.train.log_every=1",
             "--config.checkpoint.async_save=False"]
     port = portpicker.pick_unused_port()
-    procs = []
-    for pid in range(2):
-        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                   PYTHONPATH=str(ROOT), VLJAX_COORDINATOR=f"localhost:{port}", VLJAX_NUM_PROCESSES="2",
-                   VLJAX_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen([sys.executable, "-m", "vljax.main", "train", *args, "--workdir", str(tmp_path)],
-                                      env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs = [_launch(_train(args, tmp_path), 2, pid, port, multinode=False) for pid in range(2)]
     head = []
     try:
         for line in procs[0].stdout:  # NOTE: process 0 prints the progress lines; both run the same steps

@@ -1,4 +1,5 @@
-"""Guarded grain pipelines over real sources: deterministic, host-sharded, checkpointable, bad-record safe."""
+"""Guarded grain pipelines over real sources: deterministic, host-sharded, checkpointable, bad-record safe; and the
+trainer's host batches (vljax.data.pipeline) under several processes."""
 import grain
 import numpy as np
 import pytest
