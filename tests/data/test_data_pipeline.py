@@ -154,3 +154,40 @@ def test_host_batches_are_row_blocks_of_the_one_process_batch(monkeypatch, n_pro
         assert len(set(want["x"].tolist())) == 8  # shuffled, distinct rows
         for key in ("x", "r"):
             np.testing.assert_array_equal(np.concatenate([h[k][key] for h in hosts]), want[key])
+
+
+@pytest.mark.parametrize("n_proc", [2, 4])
+def test_real_data_host_batches_are_row_blocks_of_the_one_process_batch(wds, n_proc):
+    """make_dataset and make_mixture_dataset split like the trainer: host p's k-th batch is rows [p B/P, (p+1) B/P)
+    of the one-process k-th batch, random crops and bad-record replacements included."""
+    src, _ = wds
+    policy = BadRecordPolicy(max_bad_fraction=0.6)
+    chain = (T.DecodeImage(), T.RandomResizedCrop(8), T.KeepFields(("image",)))
+    comps = [sources.Component("a", src, 1.0, chain), sources.Component("b", src, 2.0, chain)]
+    makers = {
+        "single": lambda shard: sources.make_dataset(src, _image_chain(), name="wds", global_batch=8, seed=1,
+                                                     policy=policy, shard=shard, num_threads=1, prefetch=2),
+        "mixture": lambda shard: sources.make_mixture_dataset(comps, global_batch=8, seed=2, policy=policy,
+                                                              shard=shard, num_threads=1, prefetch=2),
+    }
+    for kind, make in makers.items():
+        def batches(shard, n=3):
+            it = iter(make(shard))
+            return [next(it) for _ in range(n)]
+
+        one = batches((0, 1))
+        hosts = [batches((p, n_proc)) for p in range(n_proc)]
+        assert one[0]["image"].shape[0] == 8 and hosts[0][0]["image"].shape[0] == 8 // n_proc
+        for k, want in enumerate(one):
+            for key in want:
+                np.testing.assert_array_equal(np.concatenate([h[k][key] for h in hosts]), want[key], err_msg=kind)
+
+
+def test_finite_host_batches_give_every_host_the_same_number_of_batches():
+    """11 elements, global batch 4, 2 hosts: two whole global batches, so two host batches each (not 3 and 2)."""
+    src = [{"x": np.int32(i)} for i in range(11)]
+    hosts = [list(sources.make_dataset(src, name="list", global_batch=4, shuffle=False, repeat=False,
+                                       shard=(p, 2), num_threads=1)) for p in range(2)]
+    assert [[b["x"].tolist() for b in h] for h in hosts] == [[[0, 1], [4, 5]], [[2, 3], [6, 7]]]
+    with pytest.raises(ValueError, match="not divisible"):
+        sources.make_dataset(src, name="list", global_batch=5, shard=(0, 2))

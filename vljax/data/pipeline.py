@@ -1,6 +1,6 @@
 """Grain input pipelines: world (or any random-access source) -> fixed-shape numpy host batches.
 
-    source --shuffle(seed)--> [host shard] --map(to_example)--> batch --> thread prefetch
+    source --shuffle(seed)--> [augment] --map(to_example)--> batch --> [this host's batches] --> thread prefetch
 
 Host batches are dicts of numpy arrays with a leading per-host batch dim; the trainer
 assembles them into global arrays (vljax.sharding.host_to_global). Iterators are grain
@@ -37,12 +37,31 @@ def to_example_fn(tok, text_fields: dict[str, str], keep: Sequence[str], max_len
     return to_example
 
 
-def per_host_batch_size(global_batch: int) -> int:
-    """Global batch -> this host's share (must divide evenly)."""
-    n = jax.process_count()
+def per_host_batch_size(global_batch: int, count: int | None = None) -> int:
+    """Global batch -> this host's share (must divide evenly among `count` hosts, jax.process_count() by default)."""
+    n = jax.process_count() if count is None else count
     if global_batch % n:
         raise ValueError(f"batch size {global_batch} not divisible by process count {n}")
     return global_batch // n
+
+
+def host_batches(ds: grain.MapDataset, global_batch: int, *, drop_remainder: bool = True,
+                 shard: tuple[int, int] | None = None) -> grain.MapDataset:
+    """Global stream of examples -> this host's batches (MapDataset of [B/P, ...] dicts).
+
+    With P hosts, host p's batch k is rows [p B/P, (p + 1) B/P) of global batch k: the one-process batches, row for
+    row, at any process count (host_to_global reassembles them). shard = (index, count) stands in for
+    (jax.process_index(), jax.process_count()). With drop_remainder a finite stream is cut to whole global batches
+    first, so every host gets the same number of batches; without it the hosts split the last, short global batch
+    (some may get a shorter batch, or one batch fewer).
+    """
+    index, count = shard or (jax.process_index(), jax.process_count())
+    if not 0 <= index < count:
+        raise ValueError(f"host shard index {index} not in [0, {count})")
+    ds = ds[: len(ds) // global_batch * global_batch] if count > 1 and drop_remainder else ds
+    ds = ds.batch(per_host_batch_size(global_batch, count), drop_remainder=drop_remainder)
+    # NOTE: the b-row batches of the global stream, dealt out in turn: batch k P + p is host p's k-th.
+    return ds[index::count] if count > 1 else ds
 
 
 def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_seed: int | None,
@@ -81,9 +100,4 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
         # wraps the prefetch iterator's, so checkpoints still resume exactly.
         packed = packing.pack_dataset(ds.to_iter_dataset(read), int(pack["max_len"]), int(pack["num_bins"]))
         return packed.batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
-    ds = ds.map(to_example).batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
-    if n_proc > 1:
-        # NOTE: host batch k of process p is rows [p b, (p + 1) b) of global batch k (b = the host batch), so the
-        # global array that host_to_global assembles is the one-process batch, row for row, at any process count.
-        ds = ds[proc::n_proc]
-    return ds.to_iter_dataset(read)
+    return host_batches(ds.map(to_example), global_batch, drop_remainder=drop_remainder).to_iter_dataset(read)

@@ -10,7 +10,7 @@ _EXPORTS = {
     "bad_records": ("BadDataError", "BadRecordError", "BadRecordPolicy", "GuardedMap"),
     "coco": ("CocoCaptionsSource", "Flickr30kSource", "KarpathySource"),
     "llava": ("LlavaSource",),
-    "loader": ("make_dataset", "make_map_dataset", "shard_for_host"),
+    "loader": ("guarded_stream", "make_dataset", "make_map_dataset", "shard_for_host"),
     "mixture": ("Component", "make_mixture", "make_mixture_dataset"),
     "points": ("PointCloudSource", "decode_points", "read_ply"),
     "registry": ("FORMATS", "open_source"),

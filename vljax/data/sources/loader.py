@@ -1,9 +1,11 @@
 """Source + transforms -> deterministic, host-sharded, checkpointable grain datasets.
 
-    source --shuffle(seed)--> repeat --> [host shard] --GuardedMap(decode, augment)--> batch --> prefetch
+    source --shuffle(seed)--> repeat --GuardedMap(decode, augment)--> batch --> [this host's batches] --> prefetch
 
-The guard sits after shuffle/repeat, so random augmentations depend on the stream index (new crops
-every epoch) and bad records are replaced by the next element of the same stream.
+The guard sits after shuffle/repeat and before the split between hosts, so random augmentations depend on the
+position in the global stream (new crops every epoch, the same crops at any process count) and a bad record is
+replaced by the next element of the global stream. Host p's batch k is then rows [p B/P, (p + 1) B/P) of the
+one-process batch k (vljax.data.pipeline.host_batches), as in the trainer's own pipeline.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any, Sequence
 import grain
 import jax
 
-from vljax.data.pipeline import per_host_batch_size
+from vljax.data.pipeline import host_batches
 from vljax.data.sources.bad_records import BadRecordPolicy, GuardedMap
 
 
@@ -25,10 +27,9 @@ def shard_for_host(ds: grain.MapDataset, index: int | None = None, count: int | 
     return ds[index::count] if count > 1 else ds
 
 
-def make_map_dataset(source, transforms: Sequence[Any] = (), *, name: str, seed: int = 0, shuffle: bool = True,
-                     repeat: bool = True, policy: BadRecordPolicy | None = None,
-                     shard: tuple[int, int] | None = None) -> grain.MapDataset:
-    """Random-access source -> per-host MapDataset of transformed elements (unbatched)."""
+def guarded_stream(source, transforms: Sequence[Any] = (), *, name: str, seed: int = 0, shuffle: bool = True,
+                   repeat: bool = True, policy: BadRecordPolicy | None = None) -> grain.MapDataset:
+    """Random-access source -> the global (all hosts') MapDataset of transformed elements (unbatched)."""
     if len(source) == 0:
         raise ValueError(f"source {name!r} is empty")
     ds = grain.MapDataset.source(source)
@@ -36,16 +37,28 @@ def make_map_dataset(source, transforms: Sequence[Any] = (), *, name: str, seed:
         ds = ds.shuffle(seed=seed)
     if repeat:
         ds = ds.repeat()
-    ds = shard_for_host(ds, *(shard or (None, None)))
     return GuardedMap(ds, transforms, name=name, seed=seed, policy=policy)
+
+
+def make_map_dataset(source, transforms: Sequence[Any] = (), *, name: str, seed: int = 0, shuffle: bool = True,
+                     repeat: bool = True, policy: BadRecordPolicy | None = None,
+                     shard: tuple[int, int] | None = None) -> grain.MapDataset:
+    """Random-access source -> this host's elements (unbatched): every P-th element of the global stream.
+
+    For batches use make_dataset, whose hosts read row blocks of the global batches instead.
+    """
+    ds = guarded_stream(source, transforms, name=name, seed=seed, shuffle=shuffle, repeat=repeat, policy=policy)
+    return shard_for_host(ds, *(shard or (None, None)))
 
 
 def make_dataset(source, transforms: Sequence[Any] = (), *, name: str, global_batch: int, seed: int = 0,
                  shuffle: bool = True, repeat: bool = True, policy: BadRecordPolicy | None = None,
                  shard: tuple[int, int] | None = None, drop_remainder: bool = True, num_threads: int = 2,
                  prefetch: int = 8) -> grain.IterDataset:
-    """Random-access source -> IterDataset of host batches (dicts of [B/hosts, ...] numpy arrays)."""
-    ds = make_map_dataset(source, transforms, name=name, seed=seed, shuffle=shuffle, repeat=repeat,
-                          policy=policy, shard=shard)
-    ds = ds.batch(per_host_batch_size(global_batch), drop_remainder=drop_remainder)
+    """Random-access source -> IterDataset of host batches (dicts of [B/hosts, ...] numpy arrays).
+
+    shard = (index, count) stands in for (jax.process_index(), jax.process_count()).
+    """
+    ds = guarded_stream(source, transforms, name=name, seed=seed, shuffle=shuffle, repeat=repeat, policy=policy)
+    ds = host_batches(ds, global_batch, drop_remainder=drop_remainder, shard=shard)
     return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))

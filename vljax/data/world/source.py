@@ -1,10 +1,11 @@
 """grain random-access source over a World split (WORLD.md principle 3).
 
 `WorldSource` is picklable (it carries only the config dict, split and fields and rebuilds its
-World lazily per process), so grain worker processes can use it. Host sharding: either slice
-the dataset (`grain.MapDataset.source(src)[jax.process_index()::jax.process_count()]`) or pass
-`grain.ShardByJaxProcess()` / `grain.ShardOptions(shard_index, shard_count)` to a `DataLoader`
-with an `IndexSampler`; both give disjoint, deterministic index sets per host.
+World lazily per process), so grain worker processes can use it. Host sharding: the trainer's
+pipeline (`vljax.data.pipeline.build_dataset`) gives each host its row block of every global
+batch (`host_batches`), so the batches do not depend on the process count; slicing the dataset
+(`grain.MapDataset.source(src)[jax.process_index()::jax.process_count()]`) also gives disjoint,
+deterministic index sets per host, in another order.
 """
 from __future__ import annotations
 
