@@ -112,3 +112,54 @@ def test_every_presets_world_evals_fit_their_splits():
     demo = load_config("configs/clip.py:tiny_resnet")
     # the demo's zero-shot evals read the whole test split
     assert demo.evals.zeroshot.n == demo.evals.zeroshot_attr.n == demo.data.world.split_sizes.test == 2000
+
+
+@pytest.mark.parametrize("override, match", [
+    ("model.dtype=bfloat17", r"config\.model\.dtype='bfloat17' is not one of float32, bfloat16 \(did you mean bfloat16"),
+    ("model.attention_impl=flsh", r"config\.model\.attention_impl='flsh' is not one of auto, xla, cudnn, pallas"),
+    ("train.steps=0", r"config\.train\.steps=0: must be an integer >= 1"),
+    ("train.batch_size=-4", r"config\.train\.batch_size=-4: must be an integer >= 1"),
+    ("eval_every=-1", r"config\.eval_every=-1: must be an integer >= 0"),
+])
+def test_bad_values_fail_at_load_naming_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("configs/clip.py:tiny", [f"--config.{override}"])
+
+
+def test_config_path_must_be_a_python_file(tmp_path):
+    for bad in ("configs", "README.md"):
+        with pytest.raises(ConfigError, match=r"expected a Python config file"):
+            load_config(bad)
+    with pytest.raises(ConfigError, match=r"config file not found: clip; config files here: .*configs/clip\.py"):
+        load_config("clip:tiny")
+
+
+def test_cli_takes_both_override_forms():
+    import argparse
+
+    from vljax.config import parse_cli
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir")
+    args, overrides = parse_cli(parser, ["--config.train.steps", "3", "--workdir", "w", "--config.optim.lr=0.1",
+                                         "--config.optim.b1", "-1"])
+    assert args.workdir == "w"
+    assert overrides == ["--config.train.steps=3", "--config.optim.lr=0.1", "--config.optim.b1=-1"]
+
+
+def test_override_args_rebuild_the_config_from_its_spec():
+    """The report's reproduce line and `vljax eval` without --config: spec + override_args == the run's config."""
+    import json
+
+    from vljax.config import config_changes, override_args
+
+    cfg = load_config("configs/clip.py:tiny", ["--config.train.steps=7", "--config.model.dtype=bfloat16",
+                                               "--config.data.world.objects.count=(1, 3)",
+                                               "--config.optim.freeze=('^txt_',)"])
+    args = override_args(cfg)
+    assert "--config.train.steps=7" in args and "--config.model.dtype=bfloat16" in args
+    for source in (cfg, json.loads(cfg.to_json_best_effort())):  # a ConfigDict or a workdir's config.json
+        again = load_config("configs/clip.py:tiny", override_args(source))
+        assert config_changes(again, cfg) == []
+        assert tuple(again.data.world.objects.count) == (1, 3) and tuple(again.optim.freeze) == ("^txt_",)
+    assert override_args(load_config("configs/clip.py:tiny")) == []

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vljax.config import load_config
+from vljax.config import ConfigError, load_config
 from vljax.methods import prior
 from vljax.train.loop import Experiment, train_and_evaluate
 
@@ -27,7 +27,7 @@ def reference_run(tmp_path_factory):
     return workdir
 
 
-def _prior_cfg(reference, *extra):
+def _prior_cfg(reference, *extra, check_paths=True):
     return load_config(
         "configs/prior.py:tiny",
         FAST
@@ -38,6 +38,7 @@ def _prior_cfg(reference, *extra):
             "--config.evals.prior_probe.max_new_tokens=12",
             *extra,
         ],
+        check_paths=check_paths,
     )
 
 
@@ -61,7 +62,9 @@ def test_reference_checkpoint_seeds_the_frozen_reference(reference_run, tmp_path
 
 
 def test_missing_reference_is_an_error_naming_the_field(tmp_path):
-    cfg = _prior_cfg(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="config.init.reference"):  # at load time, before any compute
+        _prior_cfg(tmp_path / "nowhere")
+    cfg = _prior_cfg(tmp_path / "nowhere", check_paths=False)  # and the trainer's own check behind it
     with pytest.raises(FileNotFoundError, match="config.init.reference"):
         train_and_evaluate(cfg, tmp_path / "run")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from vljax.config import load_config
+from vljax.config import ConfigError, load_config
 from vljax.convert.init import load_pretrained, parse_checkpoint_source
 from vljax.train.checkpoint import Checkpointer
 from vljax.train.loop import Experiment, train_and_evaluate
@@ -21,7 +21,8 @@ FAST_VISION = ["--config.model.vision.width=32", "--config.model.vision.depth=1"
 
 def _config(preset, extra=()):
     vision = [] if preset == "tiny_encoder_free" else FAST_VISION
-    cfg = load_config(f"configs/lvlm_ntp.py:{preset}", FAST + vision + list(extra))
+    # NOTE: check_paths=False: these tests reach load_pretrained's own checks, behind load_config's.
+    cfg = load_config(f"configs/lvlm_ntp.py:{preset}", FAST + vision + list(extra), check_paths=False)
     cfg.evals = ml_collections.ConfigDict()  # NOTE: no decoding evals: this test is about params.
     return cfg
 
@@ -107,6 +108,13 @@ def test_checkpoint_init_errors_name_the_problem(stage1, tmp_path):
     assert not (tmp_path / "nothing").exists()
     with pytest.raises(ValueError, match="the model has no param subtree 'image'"):
         load_pretrained(_config("tiny", [f"--config.init.image=checkpoint:{dir1}"]), params)
+    # The config loader already refuses sources that are not there, before any compute.
+    with pytest.raises(ConfigError, match=r"config\.init\.model=.*nothing/checkpoints"):
+        load_config("configs/lvlm_ntp.py:tiny", [f"--config.init.model=checkpoint:{tmp_path}/nothing"])
+    with pytest.raises(ConfigError, match=r"config\.init\.image='hf:/no/such/dir': /no/such/dir does not exist"):
+        load_config("configs/clip.py:tiny", ["--config.init.image=hf:/no/such/dir"])
+    with pytest.raises(ConfigError, match=r"expected '<format>:<path>'"):
+        load_config("configs/clip.py:tiny", ["--config.init.image=/some/file.pt"])
 
 
 def test_text_tower_from_another_two_tower_run_locked(tmp_path):

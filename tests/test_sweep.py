@@ -95,6 +95,25 @@ def test_plan_only_writes_points_and_trains_nothing(tmp_path):
         assert point["sweep"] == "grid" and not (tmp_path / "r" / r["id"] / "checkpoints").exists()
 
 
+def test_preempted_point_is_incomplete_not_failed_and_shadowed_keys_are_named(tmp_path, monkeypatch):
+    """A point whose trainer exits 143 (SIGTERM, checkpoint saved) stays 'incomplete' with no error.json; a --config
+    key that a point also sets is named in a note."""
+    class Stopped:  # NOTE: stands in for the point's subprocess, which a preemption stopped
+        returncode = 143
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(sweep, "_launch", lambda workdir, env: Stopped())
+    lines = []
+    rows = sweep.run_sweep(_write_config(tmp_path) + ":tiny", "grid", tmp_path / "r",
+                           cli_overrides=["--config.train.steps=2"], echo=lines.append)
+    assert [r["status"] for r in rows] == ["incomplete"] * 2
+    assert not list((tmp_path / "r").glob("*/error.json"))
+    assert sum("stopped by a signal" in line and "rerun the sweep to resume" in line for line in lines) == 2
+    assert any("note: the points set train.steps themselves" in line for line in lines)
+
+
 def test_sweep_runs_records_failure_skips_finished_and_reports(tmp_path):
     cfg = _write_config(tmp_path)
     root = tmp_path / "sweep"
@@ -209,10 +228,16 @@ def test_report_recovers_known_exponents_and_compares(tmp_path):
     assert "| broken |" in text and text.count("failed") >= 1
 
 
-def test_report_rejects_unknown_metric(tmp_path):
+def test_report_rejects_unknown_metric_column_and_bad_options(tmp_path):
     root, _ = _synthetic_root(tmp_path, {"clip": (-0.1, 4.0)})
     with pytest.raises(ValueError, match="metric 'retrieval/nope'.*zeroshot/shape_acc"):
         report.write_sweep_report(root, metric="retrieval/nope", n_boot=20)
+    with pytest.raises(ValueError, match="group_by='methd' is no column.*nearest: method"):
+        report.write_sweep_report(root, group_by="methd", n_boot=20)
+    with pytest.raises(ValueError, match=r"level=1.5: a confidence level is in \(0, 1\)"):
+        report.write_sweep_report(root, level=1.5)
+    with pytest.raises(ValueError, match="n_boot=-3"):
+        report.write_sweep_report(root, n_boot=-3)
 
 
 def test_pareto_frontier_matches_brute_force():

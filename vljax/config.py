@@ -1,7 +1,8 @@
 """Config helpers: load `configs/<name>.py:<preset>`, apply `--config.a.b=value` overrides, validate.
 
-An unknown override key or a value of the wrong type fails before any compute, with a
-message that names the key and the nearest valid keys.
+An unknown override key, a value of the wrong type, a value outside its choices (dtype, attention
+implementation, ...), a non-positive step or batch count and a `config.init` source that is not
+there fail before any compute, with a message that names the key (and the nearest valid keys).
 """
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ def load_module(path: str | Path) -> ModuleType:
     """Imports a config file by path (configs are Python, as in big_vision)."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+        known = sorted(str(p) for p in Path("configs").glob("*.py"))
+        raise ConfigError(f"config file not found: {path}"
+                          + (f"; config files here: {', '.join(known)}" if known else ""))
+    if not path.is_file() or path.suffix != ".py":
+        raise ConfigError(f"config {path}: expected a Python config file (configs/<name>.py[:preset])")
     name = f"vljax_config_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -47,12 +52,26 @@ def parse_cli(parser, argv: Iterable[str] | None = None):
     The overrides are split off before argparse, which cannot express the dotted keys.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    rest = [a for a in argv if not a.startswith("--config.")]
-    return parser.parse_args(rest), [a for a in argv if a.startswith("--config.")]
+    rest, overrides, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("--config."):
+            rest.append(a)
+        elif "=" not in a and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            # NOTE: '--config.key value', the other form absl's config flags accept.
+            overrides.append(f"{a}={argv[i + 1]}")
+            i += 1
+        else:
+            overrides.append(a)
+        i += 1
+    return parser.parse_args(rest), overrides
 
 
-def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-    """'configs/clip.py:tiny' (+ 'a.b=value' overrides) -> validated ConfigDict."""
+def load_config(spec: str, overrides: Iterable[str] = (), *, check_paths: bool = True) -> ml_collections.ConfigDict:
+    """'configs/clip.py:tiny' (+ 'a.b=value' overrides) -> validated ConfigDict.
+
+    check_paths=False skips the existence checks of config.init's sources (sweep bookkeeping re-reads old points).
+    """
     path, arg = split_spec(spec)
     module = load_module(path)
     presets = getattr(module, "PRESETS", None)
@@ -63,7 +82,119 @@ def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
     cfg = module.get_config(arg) if arg is not None else module.get_config()
     cfg.config_spec = spec
     apply_overrides(cfg, overrides)
+    validate(cfg, check_paths=check_paths)
     return cfg
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """Dotted key -> its valid string values (imported here: these modules import jax)."""
+    from vljax.kernels.late_interaction import IMPLS as LI_IMPLS
+    from vljax.models.text_encoder import TEXT_POOLS
+    from vljax.models.two_tower import PIXEL_NORMS
+    from vljax.nn.attention import ATTENTION_IMPLS
+    from vljax.nn.dtypes import DTYPES
+    from vljax.nn.transformer import REMAT_POLICIES
+
+    return {"model.dtype": tuple(DTYPES), "model.attention_impl": ATTENTION_IMPLS,
+            "model.remat": ("none", *REMAT_POLICIES), "model.filip.impl": LI_IMPLS,
+            "model.pixel_norm": PIXEL_NORMS, "model.text.pool": TEXT_POOLS}
+
+
+# NOTE: counts a run cannot do without; eval_every and warmup may be 0.
+_AT_LEAST = {"train.steps": 1, "train.batch_size": 1, "train.grad_accum_steps": 1, "train.log_every": 1,
+             "checkpoint.every": 1, "checkpoint.keep": 1, "eval_batch_size": 1, "eval_every": 0,
+             "optim.warmup_steps": 0}
+
+
+def _get(cfg: ml_collections.ConfigDict, key: str, default: Any = None) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> None:
+    """Checks the values load_config can check without building anything; raises ConfigError naming the key.
+
+    Keys a config does not have are skipped (configs differ between methods).
+    """
+    for key, valid in _choices().items():
+        value = _get(cfg, key)
+        if value is not None and value not in valid:
+            near = difflib.get_close_matches(str(value), valid, n=2, cutoff=0.5)
+            raise ConfigError(f"config.{key}={value!r} is not one of {', '.join(valid)}"
+                              + (f" (did you mean {', '.join(near)}?)" if near else ""))
+    for key, low in _AT_LEAST.items():
+        value = _get(cfg, key)
+        if value is not None and not (isinstance(value, int) and value >= low):
+            raise ConfigError(f"config.{key}={value!r}: must be an integer >= {low}")
+    init = _get(cfg, "init")
+    for field, source in (init.items() if isinstance(init, ml_collections.ConfigDict) else ()):
+        if source:
+            _check_init_source(f"init.{field}", str(source), check_paths)
+
+
+def _check_init_source(key: str, source: str, check_paths: bool) -> None:
+    """config.init.<field> = '<format>:<path>' | 'checkpoint:<workdir>[@step]': the format is known, the path is there."""
+    from vljax.convert.cli import SOURCES
+
+    fmt, sep, path = source.partition(":")
+    if fmt == "checkpoint":
+        head, at, tail = path.rpartition("@")
+        workdir = head if at and tail.isdigit() else path
+        if not workdir or (check_paths and not (Path(workdir) / "checkpoints").is_dir()):
+            raise ConfigError(f"config.{key}={source!r}: no {workdir or '<workdir>'}/checkpoints "
+                              f"(expected 'checkpoint:<workdir>[@step]' of a vljax training run)")
+    elif not sep or fmt not in SOURCES or not path:
+        raise ConfigError(f"config.{key}={source!r}: expected '<format>:<path>' with format in {SOURCES} "
+                          f"or 'checkpoint:<workdir>[@step]' (a vljax training run)")
+    elif check_paths and not Path(path).exists():
+        raise ConfigError(f"config.{key}={source!r}: {path} does not exist")
+
+
+def _flat_values(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict (a config as JSON) -> {dotted leaf key: value}."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat_values(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _as_json(cfg) -> dict:
+    import json
+
+    return json.loads(cfg.to_json_best_effort()) if isinstance(cfg, ml_collections.ConfigDict) else cfg
+
+
+def config_changes(old, new, *, skip: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """Two configs (ConfigDicts or their JSON dicts, e.g. a workdir's config.json) -> sorted [(key, old, new)] of
+    the leaves that differ (a key only one side has: None on the other); values as JSON gives them."""
+    a, b = _flat_values(_as_json(old)), _flat_values(_as_json(new))
+    skip = set(skip)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k not in skip and a.get(k) != b.get(k)]
+
+
+def override_args(cfg) -> list[str]:
+    """A config loaded from its `config_spec` (a ConfigDict, or its JSON as a workdir's config.json holds it) -> the
+    `--config.key=value` arguments that rebuild it from the spec's preset (CLI and sweep overrides alike), in the
+    form apply_overrides parses back. Keys the config file has gained since are left at their defaults."""
+    spec = cfg["config_spec"]
+    base = load_config(spec, check_paths=False)
+    base_values, values = _flat_values(_as_json(base)), _flat_values(_as_json(cfg))
+    args = []
+    for key, _, value in config_changes(base_values, values, skip=("config_spec",)):
+        if key not in values:
+            continue
+        if key not in base_values:
+            raise ConfigError(f"config key {key!r} is no longer in {spec}")
+        text = value if isinstance(value, str) and isinstance(base_values[key], str) else repr(value)
+        args.append(f"--config.{key}={text}")
+    return args
 
 
 def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

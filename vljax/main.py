@@ -16,26 +16,42 @@ import os
 import sys
 from pathlib import Path
 
+_OVERRIDES = ("Any config leaf can be overridden: --config.KEY=VALUE (or --config.KEY VALUE), e.g. "
+              "--config.train.steps=100 --config.model.dtype=bfloat16 --config.data.world.objects.count='(1, 4)'.")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vljax", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for name, help_ in (("train", "train (resuming from the newest checkpoint in --workdir), then evaluate"),
-                        ("eval", "evaluate the newest checkpoint in --workdir")):
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("--config", required=True, help="configs/<name>.py[:preset]")
-        s.add_argument("--workdir", required=True, help="checkpoints, event files, results.json, report.md")
-        s.add_argument("--stop_after", type=int, default=None,
-                       help="(train) stop with a checkpoint at this step, as if preempted")
-    s = sub.add_parser("sweep", help="run a config's named sweep, one workdir per point (resumable)")
+    fmt = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=_OVERRIDES)
+    s = sub.add_parser("train", help="train (resuming from the newest checkpoint in --workdir), then evaluate",
+                       description="Trains config.train.steps steps in --workdir (resuming from its newest "
+                       "checkpoint; a finished workdir is left as it is), then evaluates and writes results.json, "
+                       "report.md and loss_curve.png. SIGTERM / Ctrl-C save a checkpoint and exit with 128 + the "
+                       "signal number (143 / 130); a config or workdir error exits with 2.", **fmt)
+    s.add_argument("--config", required=True, help="configs/<name>.py[:preset]")
+    s.add_argument("--workdir", required=True, help="checkpoints, event files, results.json, report.md")
+    s.add_argument("--stop_after", type=int, default=None,
+                   help="stop with a checkpoint at this step, as if preempted (exit code 0)")
+    s = sub.add_parser("eval", help="evaluate the newest checkpoint in --workdir",
+                       description="Restores the newest checkpoint in --workdir, runs the config's evals and writes "
+                       "them to --output (the training run's results.json and report.md are left as they are).",
+                       **fmt)
+    s.add_argument("--config", default=None,
+                   help="configs/<name>.py[:preset]; default: the one the run was trained with (WORKDIR/config.json, "
+                   "its overrides included), to which --config.* overrides apply")
+    s.add_argument("--workdir", required=True, help="a training run's directory")
+    s.add_argument("--output", default=None, help="JSON file of the metrics; default WORKDIR/eval_step<N>.json")
+    s = sub.add_parser("sweep", help="run a config's named sweep, one workdir per point (resumable)", **fmt)
     s.add_argument("--config", required=True, help="configs/<name>.py[:preset] defining get_sweep(arg)")
     s.add_argument("--sweep", required=True, help="name of the sweep in get_sweep(arg)")
     s.add_argument("--root", required=True, help="ROOT/<point-id>/ per point; ROOT/results.{csv,jsonl}")
     s.add_argument("--parallel", type=int, default=1, help="points trained at once (subprocesses)")
     s.add_argument("--dry_run", action="store_true",
                    help="write ROOT/<id>/point.json for every point and list them; train nothing")
-    s = sub.add_parser("report", help="Markdown report of a sweep root: table, scaling fits, frontier, plots")
+    s = sub.add_parser("report", help="Markdown report of a sweep root: table, scaling fits, frontier, plots",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--root", required=True, help="a sweep root (holds results.jsonl or point directories)")
     s.add_argument("--group_by", default="method", help="column that names the compared groups")
     s.add_argument("--metric", default="zeroshot/shape_acc", help="accuracy metric; error = 1 - metric")
@@ -66,8 +82,9 @@ def _add_data_parsers(sub) -> None:
     s.add_argument("--format", required=True, choices=FORMATS)
     source_args(s)
     s.add_argument("--output", required=True, help="output prefix: PREFIX.array_record-XXXXX-of-YYYYY")
-    s.add_argument("--num_shards", type=int, default=1)
-    s.add_argument("--max_bad_fraction", type=float, default=0.05)
+    s.add_argument("--num_shards", type=int, default=1, help="number of output shards (records dealt in turn)")
+    s.add_argument("--max_bad_fraction", type=float, default=0.05,
+                   help="fail when more than this fraction of the records read is bad (after 50 records)")
     s.add_argument("--verify_images", action="store_true", help="decode each 'image' and drop corrupt ones")
     tok = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command",
                                                                             required=True)
@@ -75,9 +92,11 @@ def _add_data_parsers(sub) -> None:
     s.add_argument("--format", required=True, choices=("text",) + FORMATS, help="text = plain files, a line each")
     source_args(s)
     s.add_argument("--field", default="text", help="record field holding the text (conversation for llava)")
-    s.add_argument("--vocab_size", type=int, required=True)
-    s.add_argument("--model_type", default="unigram", choices=("unigram", "bpe", "char", "word"))
-    s.add_argument("--output", required=True, help="writes OUTPUT.model")
+    s.add_argument("--vocab_size", type=int, required=True,
+                   help="pieces, specials and the 256 byte pieces included; fewer when the corpus has fewer")
+    s.add_argument("--model_type", default="unigram", choices=("unigram", "bpe", "char", "word"),
+                   help="sentencepiece model type")
+    s.add_argument("--output", required=True, help="writes OUTPUT.model (parent folders are created)")
 
 
 def _data(args) -> int:
@@ -100,14 +119,21 @@ def _data(args) -> int:
     return 0
 
 
+_MIN_VOCAB = 261  # NOTE: pad, bos, eos, unk + 256 byte pieces + at least one learned piece.
+
+
 def _tokenizer(args) -> int:
     import itertools
 
     from vljax.data.sources.array_record import expand_paths
     from vljax.data.sources.registry import open_source
     from vljax.data.sources.texts import iter_text_files, iter_texts
-    from vljax.data.tokenizer import train_sentencepiece
+    from vljax.data.tokenizer import model_path, train_sentencepiece
 
+    if args.vocab_size < _MIN_VOCAB:
+        print(f"vljax tokenizer train: --vocab_size {args.vocab_size} is below {_MIN_VOCAB} (4 special ids and 256 "
+              f"byte-fallback pieces come first)", file=sys.stderr)
+        return 2
     try:
         if args.format == "text":
             texts = itertools.islice(iter_text_files(expand_paths(args.input)), args.limit)
@@ -119,7 +145,8 @@ def _tokenizer(args) -> int:
     except (ValueError, KeyError, RuntimeError) as e:  # NOTE: sentencepiece reports bad options as RuntimeError.
         print(f"vljax tokenizer train: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {Path(args.output).with_suffix('.model')} (vocab {tok.vocab_size})")
+    note = f"; the corpus gave fewer than the {args.vocab_size} asked for" if tok.vocab_size < args.vocab_size else ""
+    print(f"wrote {model_path(args.output)} (vocab {tok.vocab_size}{note})")
     return 0
 
 
@@ -176,19 +203,50 @@ def main(argv: list[str] | None = None) -> int:
             print("vljax: report takes no --config.* overrides", file=sys.stderr)
             return 2
         return _report(args)
+    return _train_or_eval(args, overrides)
+
+
+def _eval_config_args(workdir: str, overrides: list[str]) -> tuple[str, list[str]]:
+    """vljax eval without --config -> (the spec, overrides) of WORKDIR/config.json, then the CLI's overrides."""
+    import json
+
+    from vljax.config import ConfigError, override_args
+
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        raise ConfigError(f"no --config given and no {path} to take it from (is {workdir} a training run?)")
+    saved = json.loads(path.read_text())
+    if not saved.get("config_spec"):
+        raise ConfigError(f"{path} names no config_spec; pass --config")
+    return saved["config_spec"], override_args(saved) + list(overrides)
+
+
+def _train_or_eval(args, overrides: list[str]) -> int:
     from vljax.config import ConfigError, load_config
 
     try:
-        config = load_config(args.config, overrides)
+        spec = args.config
+        if spec is None:
+            spec, overrides = _eval_config_args(args.workdir, overrides)
+        config = load_config(spec, overrides)
     except ConfigError as e:
         print(f"vljax: config error: {e}", file=sys.stderr)
         return 2
     from vljax.train import loop
 
-    if args.command == "train":
-        loop.train_and_evaluate(config, args.workdir, stop_after=args.stop_after)
-    else:
-        loop.evaluate_latest(config, args.workdir)
+    try:
+        if args.command == "train":
+            loop.train_and_evaluate(config, args.workdir, stop_after=args.stop_after)
+        else:
+            loop.evaluate_latest(config, args.workdir, output=args.output)
+    except loop.WorkdirError as e:
+        print(f"vljax {args.command}: workdir error: {e}", file=sys.stderr)
+        return 2
+    except loop.Preempted as e:
+        print(f"[vljax] {e}", flush=True)
+        return e.exit_code
+    except loop.NonFiniteLossError:
+        return 1  # NOTE: the loop has printed the error naming the step.
     return 0
 
 

@@ -64,9 +64,12 @@ class SentencePieceTokenizer:
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int, path: str | Path | None = None,
                         model_type: str = "unigram") -> SentencePieceTokenizer:
-    """Trains a sentencepiece model (byte fallback on) on texts; writes PATH.model when path is given."""
+    """Trains a sentencepiece model (byte fallback on) on texts; writes model_path(path) when path is given."""
     import sentencepiece as spm
 
+    if path is not None:
+        # NOTE: before training, so that a bad output path fails at once rather than after the work.
+        model_path(path).parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     spm.SentencePieceTrainer.Train(
         sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
@@ -74,8 +77,15 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, path: str | Path 
         character_coverage=1.0, minloglevel=2)
     proto = buf.getvalue()
     if path is not None:
-        Path(path).with_suffix(".model").write_bytes(proto)
+        model_path(path).write_bytes(proto)
     return SentencePieceTokenizer(proto)
+
+
+def model_path(path: str | Path) -> Path:
+    """Output prefix -> the .model file train_sentencepiece writes: 'tok' -> tok.model, 'tok_v1.5' ->
+    tok_v1.5.model, 'tok.model' -> tok.model."""
+    path = Path(path)
+    return path if path.suffix == ".model" else path.with_name(path.name + ".model")
 
 
 def pad_tokens(ids: Sequence[int], max_len: int, bos: bool = True, eos: bool = True, *,

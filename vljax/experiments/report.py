@@ -2,6 +2,7 @@
 exponent comparisons, the compute frontier, and PNG plots (ROOT/scaling.png, ROOT/frontier.png)."""
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import math
@@ -176,9 +177,19 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
     from vljax.experiments.sweep import collect
 
     root = Path(root)
+    if not 0 < level < 1:
+        raise ValueError(f"level={level}: a confidence level is in (0, 1)")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot}: needs at least one bootstrap resample")
     if not any(root.glob("*/point.json")):
         raise FileNotFoundError(f"no sweep points under {root} (expected {root}/<id>/point.json)")
-    rows = sorted(collect(root), key=lambda r: (str(r.get(group_by, "")), _num(r.get("compute")), r["id"]))
+    rows = collect(root)
+    columns = sorted({k for r in rows for k in r})
+    if group_by not in columns:  # NOTE: the metric is checked by scaling_points, against the finished points.
+        near = difflib.get_close_matches(group_by, columns, n=3, cutoff=0.5)
+        raise ValueError(f"group_by={group_by!r} is no column of {root}'s points"
+                         + (f"; nearest: {', '.join(near)}" if near else f"; columns: {', '.join(columns)}"))
+    rows = sorted(rows, key=lambda r: (str(r.get(group_by, "")), _num(r.get("compute")), r["id"]))
     points = scaling_points(rows, metric)
     status = {s: sum(r["status"] == s for r in rows) for s in ("finished", "failed", "incomplete")}
     lines = [f"# Sweep report: `{root}`", "",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """point.json path -> trains (resuming) in its directory; exit code 0 when results.json was written."""
+    """point.json path -> trains (resuming) in its directory; exit code 0 when results.json was written, 128 + the
+    signal number when a signal stopped it with a checkpoint (the sweep then counts it incomplete, not failed)."""
     import json
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -18,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     from vljax.experiments.sweep import point_config
     from vljax.train import loop
 
-    loop.train_and_evaluate(point_config(point), path.parent)
+    try:
+        loop.train_and_evaluate(point_config(point), path.parent)
+    except loop.Preempted as e:
+        print(f"[vljax] {e}", flush=True)
+        return e.exit_code
     return 0 if (path.parent / "results.json").exists() else 1
 
 

@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from vljax.config import ConfigError, load_config, load_module, set_overrides, split_spec
+from vljax.config import ConfigError, load_config, load_module, set_overrides, split_spec, validate
 
 POINT_FILE = "point.json"
 RESULTS_FILE = "results.json"
+PREEMPTED_EXIT_CODES = (130, 143)  # NOTE: 128 + SIGINT / SIGTERM: vljax.train.loop.Preempted.exit_code.
 ERROR_FILE = "error.json"
 LOG_FILE = "log.txt"
 
@@ -76,15 +77,20 @@ def _current(cfg, key: str) -> Any:
     return node
 
 
-def point_config(point: dict[str, Any]):
-    """point.json contents -> the ConfigDict it trains (spec, then CLI overrides, then sweep overrides)."""
-    cfg = load_config(point["config"], point.get("cli_overrides", []))
+def point_config(point: dict[str, Any], *, check_paths: bool = False):
+    """point.json contents -> the ConfigDict it trains (spec, then CLI overrides, then sweep overrides), validated.
+
+    check_paths: also check that config.init's sources exist (off by default: the rows of old points are rebuilt
+    from their point.json after such a source may have moved; the trainer checks when it loads them).
+    """
+    cfg = load_config(point["config"], point.get("cli_overrides", []), check_paths=False)
     overrides = dict(point.get("overrides", {}))
     for key, value in overrides.items():
         # NOTE: JSON has no tuples; restore them where the config holds one (e.g. patch_size).
         if isinstance(value, list) and isinstance(_current(cfg, key), tuple):
             overrides[key] = tuple(value)
     set_overrides(cfg, overrides)
+    validate(cfg, check_paths=check_paths)
     return cfg
 
 
@@ -142,9 +148,14 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     points = sweeps[sweep]
-    # NOTE: validate every point's keys before any compute, so a typo fails the sweep at once.
+    # NOTE: validate every point's keys and values before any compute, so a typo fails the sweep at once.
     for ov in points:
-        point_config({"config": config_spec, "cli_overrides": list(cli_overrides), "overrides": ov})
+        point_config({"config": config_spec, "cli_overrides": list(cli_overrides), "overrides": ov}, check_paths=True)
+    cli_keys = {o.removeprefix("--config.").partition("=")[0] for o in cli_overrides}
+    shadowed = sorted(cli_keys & {k for ov in points for k in ov})
+    if shadowed:
+        echo(f"[sweep] note: the points set {', '.join(shadowed)} themselves; the --config value of "
+             f"{'that key' if len(shadowed) == 1 else 'those keys'} is overridden where they do")
     run_env = dict(os.environ, **(env or {}))
     queue, ids = [], set()
     for i, ov in enumerate(points):
@@ -184,6 +195,9 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
             if proc.returncode == 0 and _finished(workdir):
                 res = json.loads((workdir / RESULTS_FILE).read_text())
                 echo(f"{tag}: done in {wall:.1f}s {_summary(res)}")
+            elif proc.returncode in PREEMPTED_EXIT_CODES:
+                echo(f"{tag}: stopped by a signal after {wall:.1f}s, checkpoint saved (exit {proc.returncode}); "
+                     f"rerun the sweep to resume it")
             else:
                 log = _tail(workdir / LOG_FILE)
                 err = {"returncode": proc.returncode, "error": _last_error_line(log, proc.returncode),

@@ -37,6 +37,9 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.dir}")
+        if getattr(abstract_state, "params", None) is not None:
+            # NOTE: a clear message naming the params that differ, before orbax's whole-tree mismatch dump.
+            self._check_params(abstract_state.params, step, str(self.dir))
         target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                               abstract_state, shardings)
         args = {"state": ocp.args.StandardRestore(target)}
@@ -57,8 +60,6 @@ class Checkpointer:
         (the next stage of a recipe) can start from them. A param missing on either side or a
         shape mismatch raises ValueError naming the path (messages start with `context`).
         """
-        from flax import traverse_util
-
         where = f"{context}{self.dir}"
         steps = sorted(self.manager.all_steps())
         if not steps:
@@ -66,9 +67,29 @@ class Checkpointer:
         step = steps[-1] if step is None else int(step)
         if step not in steps:
             raise FileNotFoundError(f"{where}: no checkpoint at step {step}; saved steps: {steps}")
+        self._check_params(target, step, where)
+        item = jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=t.sharding), target)
+        restore_args = jax.tree.map(
+            lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding, global_shape=t.shape, dtype=t.dtype), item)
+        args = ocp.args.PyTreeRestore(item={"params": item}, restore_args={"params": restore_args},
+                                      partial_restore=True)
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=args))
+        return restored["state"]["params"], step
+
+    def _check_params(self, target: Any, step: int, where: str) -> None:
+        """ValueError naming the first params missing on either side, or of another shape, in checkpoint `step`."""
+        from flax import traverse_util
+
         # NOTE: read the params subtree's metadata straight from the item directory: the manager
-        # (built without a handler registry) reports no item metadata.
-        saved = ocp.StandardCheckpointer().metadata(self.dir / str(step) / "state").item_metadata.tree
+        # (built without a handler registry) reports no item metadata. Reading it there makes orbax warn that the
+        # item has no step-level metadata file (it is one level up), on every resume: muted for this call.
+        absl_log = logging.getLogger("absl")
+        level = absl_log.level
+        absl_log.setLevel(logging.ERROR)
+        try:
+            saved = ocp.StandardCheckpointer().metadata(self.dir / str(step) / "state").item_metadata.tree
+        finally:
+            absl_log.setLevel(level)
         if "params" not in saved:
             raise ValueError(f"{where} step {step}: the saved state has no 'params' (keys: {sorted(saved)})")
         flat_saved = traverse_util.flatten_dict(saved["params"], sep="/")
@@ -81,13 +102,6 @@ class Checkpointer:
             if tuple(flat_saved[path].shape) != tuple(t.shape):
                 raise ValueError(f"{where} step {step}: {path} is {list(flat_saved[path].shape)} in the checkpoint "
                                  f"but {list(t.shape)} in the model (config dims differ?)")
-        item = jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=t.sharding), target)
-        restore_args = jax.tree.map(
-            lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding, global_shape=t.shape, dtype=t.dtype), item)
-        args = ocp.args.PyTreeRestore(item={"params": item}, restore_args={"params": restore_args},
-                                      partial_restore=True)
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=args))
-        return restored["state"]["params"], step
 
     def wait(self) -> None:
         """Blocks until pending async saves are committed."""

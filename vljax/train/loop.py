@@ -34,6 +34,24 @@ class NonFiniteLossError(RuntimeError):
     """Raised when the loss or gradient norm becomes NaN/inf."""
 
 
+class WorkdirError(ValueError):
+    """The workdir does not fit the command: no checkpoint to evaluate, a checkpoint of another model, or one past
+    config.train.steps. Raised before anything in the workdir is written."""
+
+
+class Preempted(Exception):
+    """SIGTERM / SIGINT stopped the run after it saved a checkpoint; rerunning the same command resumes.
+
+    `exit_code` is the shell's convention for the signal (128 + signal number: 143 for SIGTERM, 130 for SIGINT),
+    so `vljax train ... && next` does not go on after a stopped run.
+    """
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum, self.exit_code = step, signum, 128 + signum
+        super().__init__(f"stopped at step {step} ({signal.Signals(signum).name}); checkpoint saved; rerun the same "
+                         f"command to resume")
+
+
 class Experiment:
     """Everything a run needs, built once from the config (used by train, eval and tests)."""
 
@@ -183,10 +201,50 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _saved_config(workdir: Path) -> dict | None:
+    """The config.json a run wrote into workdir (a nested dict), or None."""
+    path = workdir / "config.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _describe_changes(saved: dict | None, config, limit: int = 8) -> str:
+    """'key: old -> new, ...' between a workdir's config.json and config ('' when equal or unknown)."""
+    from vljax.config import config_changes
+
+    if saved is None:
+        return ""
+    changes = config_changes(saved, config)
+    text = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes[:limit])
+    return text + (f" (+{len(changes) - limit} more)" if len(changes) > limit else "")
+
+
+def _restore(ckpt: Checkpointer, exp: Experiment, saved: dict | None, step: int | None = None):
+    """Newest (or `step`) checkpoint -> (state, shardings, data state, step); WorkdirError when it cannot fit."""
+    # NOTE: restored into an abstract target: a resumed run never initializes (nor holds) a fresh state.
+    abstract, shardings = exp.abstract_state()
+    try:
+        state, data_state, step = ckpt.restore(abstract, shardings, step)
+    except ValueError as e:  # NOTE: orbax and the params check both raise ValueError on a tree mismatch.
+        changes = _describe_changes(saved, exp.config)
+        trained = (saved or {}).get("config_spec", "an unknown config")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first if len(first) <= 600 else first[:600] + " ..."  # NOTE: orbax's first line can be a whole tree.
+        raise WorkdirError(
+            f"the checkpoint in {ckpt.dir} does not fit this config's train state ({first}). The workdir was "
+            f"trained with {trained}" + (f"; changed since: {changes}" if changes else "")
+            + ". Use another --workdir, or start from these weights with --config.init.model=checkpoint:"
+            f"{exp.workdir}") from e
+    return state, shardings, data_state, step
+
+
 def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = None) -> dict[str, float]:
     """Trains config.train.steps steps in workdir (resuming), evaluates, writes results.json + report.
 
-    stop_after: stop (with a checkpoint) once this global step is reached, as if preempted;
+    A workdir whose newest checkpoint is at config.train.steps and which holds results.json is finished: its
+    results are returned as they are (nothing is re-run or rewritten). Raises WorkdirError, before writing
+    anything, when the workdir's checkpoint does not fit the config or is past config.train.steps, and Preempted
+    after a SIGTERM / SIGINT has stopped the run with a checkpoint.
+    stop_after: stop (with a checkpoint) once this global step is reached, as if preempted, and return {};
     used by the resume test and for debugging.
     """
     workdir = Path(workdir)
@@ -197,19 +255,27 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     is_main = jax.process_index() == 0
     cfg = config
     total = int(cfg.train.steps)
-    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2)) if is_main else None
+    saved_config = _saved_config(workdir)
 
     ckpt = Checkpointer(workdir, keep=int(cfg.checkpoint.keep), async_save=bool(cfg.checkpoint.async_save))
-    dataset = exp.train_dataset()
-    it = iter(dataset)
-    start = 0
+    start, data_state = 0, None
     if ckpt.latest_step() is not None:
-        # NOTE: restored into an abstract target: a resumed run never initializes (nor holds) a fresh state.
-        abstract, shardings = exp.abstract_state()
-        state, data_state, start = ckpt.restore(abstract, shardings)
-        if data_state is not None:
-            it.set_state(data_state)
-        print(f"[vljax] resumed from step {start} in {ckpt.dir}", flush=True)
+        try:
+            if ckpt.latest_step() > total:
+                raise WorkdirError(f"{workdir} has a checkpoint at step {ckpt.latest_step()}, past "
+                                   f"config.train.steps={total}; use another --workdir")
+            state, shardings, data_state, start = _restore(ckpt, exp, saved_config)
+        except WorkdirError:
+            ckpt.close()
+            raise
+        if start == total and (workdir / "results.json").exists():
+            ckpt.close()
+            print(f"[vljax] {workdir} is finished (step {start} of {total}); its results.json is unchanged "
+                  f"(`vljax eval` evaluates the checkpoint again)", flush=True)
+            return json.loads((workdir / "results.json").read_text())
+        changes = _describe_changes(saved_config, cfg)
+        print(f"[vljax] resumed from step {start} in {ckpt.dir}" + (f"; config changed: {changes}" if changes else ""),
+              flush=True)
     else:
         state, shardings = exp.create_state()
         if cfg.get("init"):
@@ -220,6 +286,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
             loaded = {k: v for k, v in dict(cfg.init).items() if v}
             if loaded:
                 print(f"[vljax] params initialized from config.init: {loaded}", flush=True)
+    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2)) if is_main else None
+    it = iter(exp.train_dataset())
+    if data_state is not None:
+        it.set_state(data_state)
     n_params = param_count(state.params)
     step_fn = exp.jit_step(shardings)
     writer = writers.create_writer(workdir, is_main)
@@ -321,7 +391,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
             ckpt.save(step, state, it.get_state(), force=True)
         ckpt.close()
         writer.close()
-        print(f"[vljax] stopped at step {step} ({stopped_by}); checkpoint saved; rerun the same command to resume",
+        if stopped_by == "signal":
+            # NOTE: a process stopped by the others' vote saw no signal itself: SIGTERM, as a preemption would send.
+            raise Preempted(step, flag.get("signal", signal.SIGTERM))
+        print(f"[vljax] stopped at step {step} (stop_after); checkpoint saved; rerun the same command to resume",
               flush=True)
         return {}
     if last_saved != step:
@@ -329,8 +402,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     ckpt.wait()
     train_time = time.perf_counter() - t_start
     results = exp.evaluate(state.params, step)
-    results.update(train_steps=float(step), train_time_s=train_time, params=float(n_params),
-                   examples_seen=float(step * bs))
+    results.update(train_steps=float(step), params=float(n_params), examples_seen=float(step * bs))
+    if step > start:
+        # NOTE: this invocation's training time (a run that only ran its final evaluation has none to report).
+        results["train_time_s"] = train_time
     if step_flops:
         results["flops_per_step_per_device"] = step_flops
         results["num_devices"] = float(jax.device_count())
@@ -348,29 +423,41 @@ def restore_latest(config, workdir: str | Path):
 
     The config may differ from the training one in anything that leaves the parameter tree unchanged, e.g.
     `model.image.token_merging` to evaluate a trained model with ToMe switched on (benchmarks/token_merging.py).
+    WorkdirError when workdir has no checkpoint (nothing is created) or its checkpoint does not fit the config.
     """
     workdir = Path(workdir)
+    if not (workdir / "checkpoints").is_dir():
+        # NOTE: checked first because the orbax manager would create the directory.
+        raise WorkdirError(f"no checkpoint under {workdir}/checkpoints: train first")
     exp = Experiment(config, workdir)
     ckpt = Checkpointer(workdir, async_save=False)
     try:
         if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints: train first")
-        state, _, step = ckpt.restore(*exp.abstract_state())
+            raise WorkdirError(f"no checkpoint under {workdir}/checkpoints: train first")
+        state, _, _, step = _restore(ckpt, exp, _saved_config(workdir))
     finally:
         ckpt.close()
     return exp, state.params, step
 
 
-def evaluate_latest(config, workdir: str | Path, *, write_results: bool = True) -> dict[str, float]:
-    """Restores the newest checkpoint in workdir, runs the evals, writes results.json (unless write_results=False).
+def evaluate_latest(config, workdir: str | Path, *, output: str | Path | None = None,
+                    write_results: bool = True) -> dict[str, float]:
+    """Restores the newest checkpoint in workdir, runs the evals, prints them and writes them to `output`.
 
+    output: a JSON file (flat metric -> number, with 'step'); default WORKDIR/eval_step<N>.json, so the training
+    run's results.json and report.md stay as training wrote them. write_results=False writes and prints nothing.
     The config may differ from the training one as `restore_latest` allows.
     """
     workdir = Path(workdir)
     exp, params, step = restore_latest(config, workdir)
-    results = exp.evaluate(params, step)
-    results["train_steps"] = float(step)
     if write_results and jax.process_index() == 0:
-        (workdir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+        print(f"[vljax] evaluating the checkpoint of step {step} in {workdir / 'checkpoints'}", flush=True)
+    results = exp.evaluate(params, step)
+    results["step"] = float(step)
+    if write_results and jax.process_index() == 0:
+        path = Path(output) if output is not None else workdir / f"eval_step{step}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2, sort_keys=True))
         report.print_summary(results)
+        print(f"[vljax] eval results: {path}", flush=True)
     return results

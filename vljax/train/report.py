@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+
+def _natural(key: str) -> list:
+    """'retrieval/i2t_r10' sorts after '.../i2t_r5': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
 def _rows(results: dict[str, float]) -> list[tuple[str, str]]:
     rows = []
-    for k in sorted(results):
+    for k in sorted(results, key=_natural):
         v = results[k]
         rows.append((k, f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"))
     return rows
@@ -55,6 +61,24 @@ def plot_loss(workdir: Path) -> Path | None:
     return out
 
 
+def reproduce_command(config, workdir: Path) -> str:
+    """-> the `vljax train` command line that trains this config again: its spec plus every override (CLI or sweep)."""
+    import shlex
+
+    from vljax.config import override_args
+
+    spec = config.get("config_spec")
+    if not spec:
+        return f"vljax train --config ? --workdir {shlex.quote(str(workdir))}  # config not loaded from a file"
+    try:
+        args = override_args(config)
+    except Exception as e:  # NOTE: the config file changed or moved since; the report must still be written.
+        return (f"vljax train --config {shlex.quote(spec)} --workdir {shlex.quote(str(workdir))}  # overrides "
+                f"unknown: {type(e).__name__}: {e}; see config.json")
+    return " ".join(["vljax train", "--config", shlex.quote(spec), "--workdir", shlex.quote(str(workdir)),
+                     *map(shlex.quote, args)])
+
+
 def write_report(workdir: Path, config, results: dict[str, float]) -> Path:
     """Writes report.md (config, final metrics, loss curve) and prints the summary table."""
     workdir = Path(workdir)
@@ -66,7 +90,7 @@ def write_report(workdir: Path, config, results: dict[str, float]) -> Path:
     lines += [f"| {k} | {v} |" for k, v in _rows(results)]
     if png:
         lines += ["", "## Training loss", "", f"![loss]({png.name})"]
-    lines += ["", "Reproduce: `vljax train --config " + str(config.get("config_spec", "?")) + f" --workdir {workdir}`"]
+    lines += ["", f"Reproduce: `{reproduce_command(config, workdir)}`"]
     out = workdir / "report.md"
     out.write_text("\n".join(lines) + "\n")
     print_summary(results)
