@@ -115,7 +115,8 @@ def test_every_presets_world_evals_fit_their_splits():
 
 
 @pytest.mark.parametrize("override, match", [
-    ("model.dtype=bfloat17", r"config\.model\.dtype='bfloat17' is not one of float32, bfloat16 \(did you mean bfloat16"),
+    ("model.dtype=bfloat17",
+     r"config\.model\.dtype='bfloat17' is not one of float32, bfloat16 \(did you mean bfloat16"),
     ("model.attention_impl=flsh", r"config\.model\.attention_impl='flsh' is not one of auto, xla, cudnn, pallas"),
     ("train.steps=0", r"config\.train\.steps=0: must be an integer >= 1"),
     ("train.batch_size=-4", r"config\.train\.batch_size=-4: must be an integer >= 1"),

@@ -70,6 +70,10 @@ def test_cli_round_trip(llama_dir, tmp_path, capsys):
     assert main(["convert", "--from", "hf", "--src", str(llama_dir), "--dst", str(bf16), "--dtype", "bfloat16"]) == 0
     assert main(["convert", "--from", "hf", "--src", str(tmp_path), "--dst", str(tmp_path / "x")]) == 2
     assert "config.json not found" in capsys.readouterr().err
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a training workdir is not a convert output folder
+    run = ["convert", "--from", "vljax", "--src", str(tmp_path / "run"), "--to", "hf", "--dst", str(tmp_path / "y")]
+    assert main(run) == 2
+    assert "is a vljax training run" in capsys.readouterr().err
 
 
 def test_init_towers_and_subtree(clip_dir, llama_dir, mesh, tmp_path):

@@ -137,7 +137,8 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Non
 
 
 def _check_init_source(key: str, source: str, check_paths: bool) -> None:
-    """config.init.<field> = '<format>:<path>' | 'checkpoint:<workdir>[@step]': the format is known, the path is there."""
+    """config.init.<field> = '<format>:<path>' | 'checkpoint:<workdir>[@step]': a known format, a path that is
+    there (unless check_paths=False)."""
     from vljax.convert.cli import SOURCES
 
     fmt, sep, path = source.partition(":")

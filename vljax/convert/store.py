@@ -35,6 +35,11 @@ def load_vljax(
     from vljax import sharding as shard_lib
 
     folder = Path(folder).absolute()
+    if not (folder / "model.json").is_file() and (folder / "checkpoints").is_dir():
+        raise common.ConversionError(
+            f"{folder} is a vljax training run (it has checkpoints/), not a `vljax convert` output folder "
+            f"(model.json + params/); start another run from its weights with "
+            f"--config.init.model=checkpoint:{folder} (or init.image / init.text for one tower)")
     meta = common.read_json(folder / "model.json")
     conv = converter_for(meta["arch"], f" in {folder}/model.json")
     mesh = mesh if mesh is not None else shard_lib.make_mesh({"data": -1})

@@ -3,8 +3,8 @@
 Each component is its own guarded, shuffled, repeated stream; `grain.MapDataset.mix` interleaves them
 deterministically in proportion to the weights into one global stream, which the hosts then split (row blocks of
 each global batch, as vljax.data.sources.make_dataset does), so a mixture is random access, its iterator state is
-checkpointable like any single source, and its batches do not depend on the process count. Components must produce elements with
-the same fields and shapes (end each transform chain with KeepFields).
+checkpointable like any single source, and its batches do not depend on the process count. Components must
+produce elements with the same fields and shapes (end each transform chain with KeepFields).
 """
 from __future__ import annotations
 
