@@ -20,11 +20,33 @@ _OVERRIDES = ("Any config leaf can be overridden: --config.KEY=VALUE (or --confi
               "--config.train.steps=100 --config.model.dtype=bfloat16 --config.data.world.objects.count='(1, 4)'.")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default when it has one (not None, not a flag's False)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    """'vljax X (jax Y, flax Z)' from the installed distributions (importing jax would slow --help down)."""
+    from importlib import metadata
+
+    def v(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    return f"vljax {v('vljax')} (jax {v('jax')}, jaxlib {v('jaxlib')}, flax {v('flax')})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vljax", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
-    fmt = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=_OVERRIDES)
+    fmt = dict(formatter_class=_Help, epilog=_OVERRIDES)
     s = sub.add_parser("train", help="train (resuming from the newest checkpoint in --workdir), then evaluate",
                        description="Trains config.train.steps steps in --workdir (resuming from its newest "
                        "checkpoint; a finished workdir is left as it is), then evaluates and writes results.json, "
@@ -51,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry_run", action="store_true",
                    help="write ROOT/<id>/point.json for every point and list them; train nothing")
     s = sub.add_parser("report", help="Markdown report of a sweep root: table, scaling fits, frontier, plots",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     s.add_argument("--root", required=True, help="a sweep root (holds results.jsonl or point directories)")
     s.add_argument("--group_by", default="method", help="column that names the compared groups")
     s.add_argument("--metric", default="zeroshot/shape_acc", help="accuracy metric; error = 1 - metric")
@@ -78,7 +100,7 @@ def _add_data_parsers(sub) -> None:
         s.add_argument("--limit", type=int, default=None, help="read at most this many records")
 
     data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
-    s = data.add_parser("convert", help="write a source into array_record shards (+ summary)")
+    s = data.add_parser("convert", help="write a source into array_record shards (+ summary)", formatter_class=_Help)
     s.add_argument("--format", required=True, choices=FORMATS)
     source_args(s)
     s.add_argument("--output", required=True, help="output prefix: PREFIX.array_record-XXXXX-of-YYYYY")
@@ -88,7 +110,8 @@ def _add_data_parsers(sub) -> None:
     s.add_argument("--verify_images", action="store_true", help="decode each 'image' and drop corrupt ones")
     tok = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command",
                                                                             required=True)
-    s = tok.add_parser("train", help="train a sentencepiece model (pad=0 bos=1 eos=2, byte fallback)")
+    s = tok.add_parser("train", help="train a sentencepiece model (pad=0 bos=1 eos=2, byte fallback)",
+                       formatter_class=_Help)
     s.add_argument("--format", required=True, choices=("text",) + FORMATS, help="text = plain files, a line each")
     source_args(s)
     s.add_argument("--field", default="text", help="record field holding the text (conversation for llava)")

@@ -23,8 +23,11 @@ class TfdsSource:
         try:
             self._source = tfds.data_source(name, split=split, data_dir=data_dir)
         except Exception as e:  # NOTE: tfds raises its own error types for missing datasets.
+            # NOTE: first lines only: for an unknown name tfds appends its whole catalogue (hundreds of lines).
+            lines = str(e).strip().splitlines()
+            reason = " ".join(lines[:3]) + (f" ... ({len(lines) - 3} more lines)" if len(lines) > 3 else "")
             raise ValueError(f"tfds dataset {name!r} split {split!r} in data_dir={data_dir!r} cannot be "
-                             f"opened (prepare it with file_format='array_record'): {e}") from e
+                             f"opened (prepare it with file_format='array_record'): {reason}") from e
         self.fields = dict(fields) if fields is not None else None
         features = getattr(getattr(self._source, "dataset_info", None), "features", None)
         if self.fields is not None and features is not None:
