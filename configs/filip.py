@@ -26,9 +26,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             mask_padding=True,
             # NOTE: 1.0 = no pruning; the paper's efficiency variant keeps 0.25 before the all-gather.
             token_keep_ratio=1.0,
-            # NOTE: the card lets [CLS] take part in the image tokens; True needs model.image.pool='cls'.
-            # False (the tiny preset pools with 'gap', so it has no CLS) scores patches only.
-            image_cls=False,
+            # NOTE: the card lets [CLS] take part in the image tokens. None: it does whenever the tower has one
+            # (model.image.pool='cls': base, large); the tiny preset pools with 'gap', has no CLS, scores patches.
+            image_cls=None,
             impl="auto",
         )
     )

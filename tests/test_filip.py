@@ -131,6 +131,11 @@ def test_image_cls_takes_part_as_token_zero(tmp_path):
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
     with pytest.raises(ValueError, match="pool='cls'"):
         filip.make_loss(exp.model, _cfg("--config.model.filip.image_cls=True"), None)
+    # Unset (None), the CLS takes part whenever the tower has one, as the card's default.
+    assert filip._options(_cfg("--config.model.image.pool=cls"))["image_cls"] is True
+    assert filip._options(_cfg())["image_cls"] is False
+    assert filip._options(_cfg("--config.model.image.pool=cls", "--config.model.filip.image_cls=False"))[
+        "image_cls"] is False
 
 
 @pytest.mark.parametrize("keep", [1.0, 0.5])

@@ -230,8 +230,11 @@ def test_r_schedule_never_runs_out(kind):
         sched = tm.r_schedule(kind, r, depth, n)
         assert len(sched) == depth and min(sched) >= 0 and sum(sched) <= n - 1
     assert tm.r_schedule("constant", 19, 12, 257) == [19] * 12
-    # NOTE: uncapped ramps have the constant schedule's total; capping only trims late, small layers.
-    assert sum(tm.r_schedule("decreasing", 19, 12, 10**6)) == sum(tm.r_schedule("increasing", 19, 12, 10**6)) == 228
+    # NOTE: uncapped ramps are ToMe's parse_r((r, -1)) / parse_r((r, +1)) lists (int() truncation, so a total of
+    # at most r * depth); capping only trims late, small layers.
+    assert tm.r_schedule("decreasing", 6, 8, 10**6) == [12, 10, 8, 6, 5, 3, 1, 0]
+    assert tm.r_schedule("increasing", 6, 8, 10**6) == [0, 1, 3, 5, 6, 8, 10, 12]
+    assert sum(tm.r_schedule("decreasing", 19, 12, 10**6)) == sum(tm.r_schedule("increasing", 19, 12, 10**6)) == 223
     assert tm.r_schedule("constant", 40, 3, 9, protect_cls=False) == [4, 2, 1]
 
 

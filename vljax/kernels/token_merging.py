@@ -2,7 +2,10 @@
 
 Tokens alternate into set A (even indices) and set B (odd indices). Each A token finds its most
 cosine-similar B token; the r A tokens with the best matches are merged into their B partners.
-Output order: [unmerged A tokens in original order (CLS first), B tokens]. The matching step has
+Output order: [unmerged A tokens, B tokens]; the unmerged A tokens keep their original order (CLS first) when the
+CLS is protected, and otherwise follow the reference (ToMe's) order, by match score, in the argsort paths and their
+original order in the Pallas kernels' plan (`plan_from_ranks`): equal as sets, so one merge gives the same tokens,
+but the next layer's A/B split differs (docs/kernels.md). The matching step has
 Pallas kernels (best partner, best score and the rank of every A token by counting, no sort): one for
 Triton (GPU, `match_pallas`) and one for Mosaic (TPU, `match_mosaic`), and an argsort reference; the
 gather/scatter merge is plain JAX. Indices carry no gradient; values do.
@@ -355,10 +358,11 @@ def r_schedule(kind, r, depth, n_tokens, protect_cls=True):
     if kind == "constant" or depth == 1:
         wanted = [r] * depth
     else:
-        # NOTE: a linear ramp between 2r and 0 keeps the total near r * depth, as the constant schedule.
-        wanted = [round(2 * r * (depth - 1 - l) / (depth - 1)) for l in range(depth)]
-        if kind == "increasing":
-            wanted = wanted[::-1]
+        # NOTE: ToMe's parse_r with inflection -1 (decreasing) / +1 (increasing): a linear ramp from 2r to 0 (or 0
+        # to 2r), each layer's count truncated as int() does there, so the total is at most r * depth.
+        lo, hi = (2 * r, 0) if kind == "decreasing" else (0, 2 * r)
+        step = (hi - lo) / (depth - 1)
+        wanted = [int(lo + step * l) for l in range(depth)]
     out, n = [], n_tokens
     for want in wanted:
         step = min(want, max_merge(n, protect_cls))

@@ -9,7 +9,8 @@ Config (config.model.filip): drop_special_tokens (BOS/EOS out of the text mask),
 True; False puts padding tokens into the text mask: the card's ablation), token_keep_ratio (< 1: each
 device keeps, per sample, the tokens with the highest max similarity to its local partners before the
 all-gather, as in the paper), image_cls (the ViT's CLS token takes part in the late interaction next to the
-patches, as the card's default; needs model.image.pool='cls'), impl (late-interaction kernel path).
+patches, as the card's default; needs model.image.pool='cls'; None = whenever the pool is 'cls'), impl
+(late-interaction kernel path).
 On a mesh whose batch axes hold > 1 shard the loss is `filip_loss`'s shard_map version.
 """
 
@@ -46,8 +47,9 @@ def _options(config) -> dict:
     ratio = float(f.get("token_keep_ratio", 1.0))
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"config.model.filip.token_keep_ratio must be in (0, 1], got {ratio}")
-    image_cls = bool(f.get("image_cls", False))
     pool = config.model.image.get("pool", "gap")
+    # NOTE: None (the default) = the card's choice where the tower has a CLS (pool='cls'): it takes part.
+    image_cls = pool == "cls" if f.get("image_cls") is None else bool(f["image_cls"])
     if image_cls and pool != "cls":
         raise ValueError(f"config.model.filip.image_cls=True needs config.model.image.pool='cls', got {pool!r}")
     return dict(

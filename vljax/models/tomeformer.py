@@ -92,8 +92,9 @@ def run_blocks(blocks, x, schedule, cfg: dict | None, protect_cls: bool):
 class TomeFormer(nn.Module):
     """[B, N, D] -> [B, N', D] bidirectional (BERT-style) encoder that merges tokens between attention and MLP.
 
-    SimVLG's connector: it shortens a visual token sequence before a language model. Defaults follow
-    SimVLG (plain-average merging, `mode='mean'`); `protect_first` keeps token 0 (a CLS) unmerged.
+    SimVLG's connector: it shortens a visual token sequence before a language model. Defaults follow SimVLG's code
+    (EVLGen's BertLayer): plain-average merging (`mode='mean'`), no proportional attention, token 0 (the CLS) never
+    merged. `mode='weighted'` with `prop_attn=True` is ToMe's merging instead.
     """
 
     depth: int
@@ -102,8 +103,8 @@ class TomeFormer(nn.Module):
     r: int = 0
     schedule: str = "constant"
     mode: str = "mean"
-    prop_attn: bool = True
-    protect_first: bool = False
+    prop_attn: bool = False
+    protect_first: bool = True
     impl: str = "auto"  # the matching's, as token_merging.impl
     activation: str = "gelu"
     norm: str = "layernorm"
