@@ -1,9 +1,11 @@
 """The generic training loop: data -> sharded step -> checkpoints, metrics, evals, report.
 
 Resumes automatically from the newest checkpoint in the workdir (params, optimizer,
-step, rng and the data iterator position). SIGTERM/SIGINT save a checkpoint and exit
-cleanly (every process of a multi-process job at the same step); a non-finite loss stops
-the run naming the step and leaves the last good checkpoint as the newest one.
+step, rng and the data iterator position); a finished workdir is left as it is, and one whose
+checkpoint does not fit the config is refused before anything is written (WorkdirError).
+SIGTERM/SIGINT save a checkpoint and raise Preempted (every process of a multi-process job at
+the same step; the CLI exits 128 + the signal number); a non-finite loss stops the run naming
+the step and leaves the last good checkpoint as the newest one.
 """
 from __future__ import annotations
 
