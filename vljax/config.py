@@ -137,22 +137,21 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Non
 
 
 def _check_init_source(key: str, source: str, check_paths: bool) -> None:
-    """config.init.<field> = '<format>:<path>' | 'checkpoint:<workdir>[@step]': a known format, a path that is
-    there (unless check_paths=False)."""
-    from vljax.convert.cli import SOURCES
+    """config.init.<field> = '<format>:<path>' | 'checkpoint:<workdir>[@step]': a known format (the parsers
+    load_pretrained uses), a path that is there (unless check_paths=False)."""
+    from vljax.convert.init import CHECKPOINT, parse_checkpoint_source, parse_source
 
-    fmt, sep, path = source.partition(":")
-    if fmt == "checkpoint":
-        head, at, tail = path.rpartition("@")
-        workdir = head if at and tail.isdigit() else path
-        if not workdir or (check_paths and not (Path(workdir) / "checkpoints").is_dir()):
-            raise ConfigError(f"config.{key}={source!r}: no {workdir or '<workdir>'}/checkpoints "
-                              f"(expected 'checkpoint:<workdir>[@step]' of a vljax training run)")
-    elif not sep or fmt not in SOURCES or not path:
-        raise ConfigError(f"config.{key}={source!r}: expected '<format>:<path>' with format in {SOURCES} "
-                          f"or 'checkpoint:<workdir>[@step]' (a vljax training run)")
-    elif check_paths and not Path(path).exists():
-        raise ConfigError(f"config.{key}={source!r}: {path} does not exist")
+    field = key.removeprefix("init.")
+    try:
+        if source.startswith(CHECKPOINT):
+            path = Path(parse_checkpoint_source(source, field)[0]) / "checkpoints"
+        else:
+            path = Path(parse_source(source, field)[1])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if check_paths and not path.exists():
+        what = " (not a vljax training run)" if source.startswith(CHECKPOINT) else ""
+        raise ConfigError(f"config.{key}={source!r}: {path} does not exist{what}")
 
 
 def _flat_values(tree: dict, prefix: str = "") -> dict[str, Any]:

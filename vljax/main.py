@@ -24,7 +24,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default when it has one (not None, not a flag's False)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or action.required:
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS or action.required:
             return action.help
         return super()._get_help_string(action)
 
