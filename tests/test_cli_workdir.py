@@ -85,6 +85,19 @@ def test_eval_writes_its_own_file_and_finds_the_config(finished, tmp_path, capsy
     assert json.loads((tmp_path / "out" / "e.json").read_text())["retrieval/i2t_r1"] == trained["retrieval/i2t_r1"]
 
 
+def test_eval_reads_params_only_and_refuses_another_model(finished, tmp_path, capsys):
+    """Eval restores the params alone: another optimizer layout (frozen towers) is fine, other dims are not."""
+    workdir = _copy(finished, tmp_path)
+    assert cli.main(["eval", "--workdir", str(workdir), "--config.optim.freeze=('^txt_',)",
+                     "--output", str(tmp_path / "frozen.json")]) == 0
+    trained = json.loads((workdir / "results.json").read_text())
+    assert json.loads((tmp_path / "frozen.json").read_text())["zeroshot/shape_acc"] == trained["zeroshot/shape_acc"]
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", str(workdir), "--config.model.embed_dim=24"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this config's train state" in err and "model.embed_dim: 16 -> 24" in err
+
+
 def test_eval_of_a_missing_workdir_exits_2_and_creates_nothing(tmp_path, capsys):
     missing = tmp_path / "typo"
     assert cli.main(["eval", "--config", "configs/clip.py:tiny", "--workdir", str(missing)]) == 2

@@ -220,22 +220,26 @@ def _describe_changes(saved: dict | None, config, limit: int = 8) -> str:
     return text + (f" (+{len(changes) - limit} more)" if len(changes) > limit else "")
 
 
-def _restore(ckpt: Checkpointer, exp: Experiment, saved: dict | None, step: int | None = None):
-    """Newest (or `step`) checkpoint -> (state, shardings, data state, step); WorkdirError when it cannot fit."""
+def _mismatch(ckpt: Checkpointer, exp: Experiment, saved: dict | None, error: ValueError) -> WorkdirError:
+    """A restore's tree-mismatch error -> WorkdirError naming the first difference and the config keys changed."""
+    changes = _describe_changes(saved, exp.config)
+    trained = (saved or {}).get("config_spec", "an unknown config")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = first if len(first) <= 600 else first[:600] + " ..."  # NOTE: orbax's first line can be a whole tree.
+    return WorkdirError(
+        f"the checkpoint in {ckpt.dir} does not fit this config's train state ({first}). The workdir was "
+        f"trained with {trained}" + (f"; changed since: {changes}" if changes else "")
+        + f". Use another --workdir, or start from these weights with --config.init.model=checkpoint:{exp.workdir}")
+
+
+def _restore(ckpt: Checkpointer, exp: Experiment, saved: dict | None):
+    """Newest checkpoint -> (state, shardings, data state, step); WorkdirError when it cannot fit."""
     # NOTE: restored into an abstract target: a resumed run never initializes (nor holds) a fresh state.
     abstract, shardings = exp.abstract_state()
     try:
-        state, data_state, step = ckpt.restore(abstract, shardings, step)
+        state, data_state, step = ckpt.restore(abstract, shardings)
     except ValueError as e:  # NOTE: orbax and the params check both raise ValueError on a tree mismatch.
-        changes = _describe_changes(saved, exp.config)
-        trained = (saved or {}).get("config_spec", "an unknown config")
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        first = first if len(first) <= 600 else first[:600] + " ..."  # NOTE: orbax's first line can be a whole tree.
-        raise WorkdirError(
-            f"the checkpoint in {ckpt.dir} does not fit this config's train state ({first}). The workdir was "
-            f"trained with {trained}" + (f"; changed since: {changes}" if changes else "")
-            + ". Use another --workdir, or start from these weights with --config.init.model=checkpoint:"
-            f"{exp.workdir}") from e
+        raise _mismatch(ckpt, exp, saved, e) from e
     return state, shardings, data_state, step
 
 
@@ -424,8 +428,9 @@ def restore_latest(config, workdir: str | Path):
     """-> (Experiment, params, step) of the newest checkpoint in workdir (for evaluation and analysis scripts).
 
     The config may differ from the training one in anything that leaves the parameter tree unchanged, e.g.
-    `model.image.token_merging` to evaluate a trained model with ToMe switched on (benchmarks/token_merging.py).
-    WorkdirError when workdir has no checkpoint (nothing is created) or its checkpoint does not fit the config.
+    `model.image.token_merging` to evaluate a trained model with ToMe switched on (benchmarks/token_merging.py);
+    only the params are read. WorkdirError when workdir has no checkpoint (nothing is created) or its params do
+    not fit the config.
     """
     workdir = Path(workdir)
     if not (workdir / "checkpoints").is_dir():
@@ -436,10 +441,16 @@ def restore_latest(config, workdir: str | Path):
     try:
         if ckpt.latest_step() is None:
             raise WorkdirError(f"no checkpoint under {workdir}/checkpoints: train first")
-        state, _, _, step = _restore(ckpt, exp, _saved_config(workdir))
+        # NOTE: the params only: evaluation needs neither the optimizer state (twice the params for AdamW) nor the
+        # data iterator, and an eval config may change what those hold (e.g. optim.freeze).
+        abstract, _ = exp.abstract_state()
+        try:
+            params, step = ckpt.restore_params(abstract.params)
+        except ValueError as e:
+            raise _mismatch(ckpt, exp, _saved_config(workdir), e) from e
     finally:
         ckpt.close()
-    return exp, state.params, step
+    return exp, params, step
 
 
 def evaluate_latest(config, workdir: str | Path, *, output: str | Path | None = None,
