@@ -35,6 +35,10 @@ def test_rerunning_a_finished_run_changes_nothing(finished, tmp_path, capsys):
     assert cli.main([*TRAIN, "--workdir", str(workdir)]) == 0
     assert "is finished (step 2 of 2); its results.json is unchanged" in capsys.readouterr().out
     assert _files(workdir) == before
+    # Decided before any restore; a config that differs is named, and still nothing is written.
+    assert cli.main([*TRAIN, "--workdir", str(workdir), "--config.evals.retrieval.n=16"]) == 0
+    assert "differs from its config.json: evals.retrieval.n: 32 -> 16" in capsys.readouterr().out
+    assert _files(workdir) == before
 
 
 def test_report_reproduce_line_carries_the_overrides(finished):

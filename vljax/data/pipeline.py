@@ -45,6 +45,14 @@ def per_host_batch_size(global_batch: int, count: int | None = None) -> int:
     return global_batch // n
 
 
+def host_shard(shard: tuple[int, int] | None = None) -> tuple[int, int]:
+    """-> (host index, host count): `shard` when given (tests, tools), else (jax.process_index(), process_count())."""
+    index, count = shard or (jax.process_index(), jax.process_count())
+    if not 0 <= index < count:
+        raise ValueError(f"host shard index {index} not in [0, {count})")
+    return index, count
+
+
 def host_batches(ds: grain.MapDataset, global_batch: int, *, drop_remainder: bool = True,
                  shard: tuple[int, int] | None = None) -> grain.MapDataset:
     """Global stream of examples -> this host's batches (MapDataset of [B/P, ...] dicts).
@@ -55,9 +63,7 @@ def host_batches(ds: grain.MapDataset, global_batch: int, *, drop_remainder: boo
     first, so every host gets the same number of batches; without it the hosts split the last, short global batch
     (some may get a shorter batch, or one batch fewer).
     """
-    index, count = shard or (jax.process_index(), jax.process_count())
-    if not 0 <= index < count:
-        raise ValueError(f"host shard index {index} not in [0, {count})")
+    index, count = host_shard(shard)
     ds = ds[: len(ds) // global_batch * global_batch] if count > 1 and drop_remainder else ds
     ds = ds.batch(per_host_batch_size(global_batch, count), drop_remainder=drop_remainder)
     # NOTE: the b-row batches of the global stream, dealt out in turn: batch k P + p is host p's k-th.
@@ -88,9 +94,9 @@ def build_dataset(source, to_example: Callable, global_batch: int, *, shuffle_se
         # NOTE: before the per-process split, so an example's draw depends on its place in the global stream,
         # not on how many processes share it.
         ds = ds.random_map(augment, seed=augment_seed)
-    n_proc, proc = jax.process_count(), jax.process_index()
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     if pack is not None:
+        proc, n_proc = host_shard()
         if n_proc > 1:
             ds = ds[proc::n_proc]
         from vljax.data import packing

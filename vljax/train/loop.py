@@ -264,21 +264,24 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     saved_config = _saved_config(workdir)
 
     ckpt = Checkpointer(workdir, keep=int(cfg.checkpoint.keep), async_save=bool(cfg.checkpoint.async_save))
-    start, data_state = 0, None
-    if ckpt.latest_step() is not None:
+    start, data_state, latest = 0, None, ckpt.latest_step()
+    if latest is not None and latest == total and (workdir / "results.json").exists():
+        # NOTE: decided before any restore: a finished run of a large model is not read back just to be left alone.
+        ckpt.close()
+        changes = _describe_changes(saved_config, cfg)
+        print(f"[vljax] {workdir} is finished (step {latest} of {total}); its results.json is unchanged "
+              f"(`vljax eval` evaluates the checkpoint again)" + (f"; note: this config differs from its config.json: "
+                                                                   f"{changes}" if changes else ""), flush=True)
+        return json.loads((workdir / "results.json").read_text())
+    if latest is not None:
         try:
-            if ckpt.latest_step() > total:
-                raise WorkdirError(f"{workdir} has a checkpoint at step {ckpt.latest_step()}, past "
-                                   f"config.train.steps={total}; use another --workdir")
+            if latest > total:
+                raise WorkdirError(f"{workdir} has a checkpoint at step {latest}, past config.train.steps={total}; "
+                                   f"use another --workdir")
             state, shardings, data_state, start = _restore(ckpt, exp, saved_config)
         except WorkdirError:
             ckpt.close()
             raise
-        if start == total and (workdir / "results.json").exists():
-            ckpt.close()
-            print(f"[vljax] {workdir} is finished (step {start} of {total}); its results.json is unchanged "
-                  f"(`vljax eval` evaluates the checkpoint again)", flush=True)
-            return json.loads((workdir / "results.json").read_text())
         changes = _describe_changes(saved_config, cfg)
         print(f"[vljax] resumed from step {start} in {ckpt.dir}" + (f"; config changed: {changes}" if changes else ""),
               flush=True)

@@ -12,18 +12,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import grain
-import jax
 
-from vljax.data.pipeline import host_batches
+from vljax.data.pipeline import host_batches, host_shard
 from vljax.data.sources.bad_records import BadRecordPolicy, GuardedMap
 
 
-def shard_for_host(ds: grain.MapDataset, index: int | None = None, count: int | None = None) -> grain.MapDataset:
-    """MapDataset -> this host's disjoint slice ds[index::count] (jax.process_index/count by default)."""
-    index = jax.process_index() if index is None else index
-    count = jax.process_count() if count is None else count
-    if not 0 <= index < count:
-        raise ValueError(f"host shard index {index} not in [0, {count})")
+def shard_for_host(ds: grain.MapDataset, shard: tuple[int, int] | None = None) -> grain.MapDataset:
+    """MapDataset -> this host's disjoint slice ds[index::count]; shard = (index, count), by default
+    (jax.process_index(), jax.process_count())."""
+    index, count = host_shard(shard)
     return ds[index::count] if count > 1 else ds
 
 
@@ -48,7 +45,7 @@ def make_map_dataset(source, transforms: Sequence[Any] = (), *, name: str, seed:
     For batches use make_dataset, whose hosts read row blocks of the global batches instead.
     """
     ds = guarded_stream(source, transforms, name=name, seed=seed, shuffle=shuffle, repeat=repeat, policy=policy)
-    return shard_for_host(ds, *(shard or (None, None)))
+    return shard_for_host(ds, shard)
 
 
 def make_dataset(source, transforms: Sequence[Any] = (), *, name: str, global_batch: int, seed: int = 0,

@@ -59,7 +59,7 @@ def _mix(components: Sequence[Component], seed: int, policy: BadRecordPolicy | N
 def make_mixture(components: Sequence[Component], *, seed: int = 0, policy: BadRecordPolicy | None = None,
                  shard: tuple[int, int] | None = None) -> grain.MapDataset:
     """Components -> this host's elements of the mixture (every P-th; infinite MapDataset with 'source_id')."""
-    return shard_for_host(_mix(components, seed, policy), *(shard or (None, None)))
+    return shard_for_host(_mix(components, seed, policy), shard)
 
 
 def make_mixture_dataset(components: Sequence[Component], *, global_batch: int, seed: int = 0,
