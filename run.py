@@ -20,6 +20,9 @@ PY = VENV / "bin" / "python"
 
 def _stamp() -> str:
     h = hashlib.sha256()
+    # NOTE: the checkout's location too: a .venv copied with the tree still points its editable install and
+    # console scripts at the old place, so a moved or copied checkout reinstalls itself.
+    h.update(str(ROOT).encode())
     for name in ("setup.py", "constraints.txt"):
         h.update((ROOT / name).read_bytes())
     return h.hexdigest()

@@ -1,6 +1,6 @@
 """FILIP vs CLIP at equal compute on the world's fine-grained split (../shared/methods/filip.md), over seeds.
 
-    python experiments/filip_vs_clip.py --root runs/filip_vs_clip [--parallel 2] [--report_only]
+    python experiments/filip_vs_clip.py --root runs/filip_vs_clip [--parallel 2] [--report_only | --dry_run]
     python experiments/filip_vs_clip.py --sweep pad_mask --root runs/filip_pad_mask   # the card's ablation
 
 Runs the `vs_clip` sweep of configs/filip.py (method clip | filip x seeds 0-4; finished points are skipped)
@@ -8,7 +8,9 @@ with the small shared setup below: same towers (ViT 2x64 on 32 px / 8-px patches
 d = 32, batch 64, 300 steps, 2-3 objects per scene. The only difference between the two arms is the
 loss (global-embedding InfoNCE vs token-wise late interaction) and how `finegrained` / `retrieval` score
 pairs (cosine of pooled embeddings vs late interaction). Prints mean +- standard error over seeds and the
-per-seed paired difference FILIP - CLIP (the seed sets the init; data order is the same for both arms).
+per-seed paired difference FILIP - CLIP (the seed sets the init; data order is the same for both arms), and
+each arm's analytic training FLOPs per example: equal steps, batch and towers, but FILIP's step does more work
+(token projections and the token-wise similarity).
 Both arms also get the word -> patch localization eval (vljax/eval/localization.py). `--sweep pad_mask`
 runs FILIP with padding tokens masked (the default) or put into the text mask, the card's ablation, and
 prints masked - unmasked.
@@ -45,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", default="vs_clip", choices=sorted(ARMS))
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--report_only", action="store_true")
+    ap.add_argument("--dry_run", action="store_true",
+                    help="plan the points (point.json) and print each arm's analytic FLOPs; train nothing")
     ap.add_argument("--bidirectional_text", action="store_true",
                     help="text tower without the causal mask (FILIP's default before session 5; the 300-step tables "
                          "in docs/METHODS.md were made so)")
@@ -54,22 +58,40 @@ def main(argv=None) -> int:
     from vljax.experiments.sweep import collect, run_sweep
 
     root = Path(args.root)
+    key, a, b = ARMS[args.sweep]
     if not args.report_only:
         setup = SETUP + (["--config.model.text.causal=False"] if args.bidirectional_text else [])
-        run_sweep(args.config, args.sweep, root, parallel=args.parallel, cli_overrides=setup)
+        planned = run_sweep(args.config, args.sweep, root, parallel=args.parallel, cli_overrides=setup,
+                            plan_only=args.dry_run)
+        if args.dry_run:
+            print(flops_line(_by_arm(planned, key), a, b))
+            return 0
     rows = [r for r in collect(root) if r["status"] == "finished"] if root.exists() else []
     if not rows:
         print(f"no finished runs under {root}", file=sys.stderr)
         return 1
-    groups: dict[str, list[dict]] = {}
-    key, a, b = ARMS[args.sweep]
-    for r in rows:
-        groups.setdefault(str(r.get(f"override.{key}")), []).append(r)
+    groups = _by_arm(rows, key)
     metrics = tuple(m for m in METRICS if any(m in r for r in rows))
     print(seed_table(groups, metrics))
     print()
     print(paired_seed_diffs(groups, a, b, metrics))
+    print(flops_line(groups, a, b))
     return 0
+
+
+def _by_arm(rows: list[dict], key: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get(f"override.{key}")), []).append(r)
+    return groups
+
+
+def flops_line(groups: dict[str, list[dict]], a: str, b: str) -> str:
+    """-> one line: each arm's analytic training FLOPs per example (the sweep table's column) and their ratio."""
+    per = {arm: float(groups[arm][0]["train_flops_per_example"]) for arm in (a, b) if groups.get(arm)}
+    text = ", ".join(f"{arm} {v / 1e6:.1f} MFLOPs" for arm, v in per.items())
+    ratio = f" ({a} / {b} = {per[a] / per[b]:.2f})" if len(per) == 2 else ""
+    return f"training FLOPs per example (analytic, the sweep's train_flops_per_example): {text}{ratio}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
 """Shared helpers for "sharded == single device" tests: identical params on every mesh, and the comparison.
 
+A new method gets its sharded test with one call (its config and a host batch of its data_spec's keys):
+
+    from sharded_check import check_method_sharded
+    def test_my_method_sharded_equals_single_device():
+        check_method_sharded(load_config("configs/my_method.py:tiny", SMALL_OVERRIDES), batch, vocab_size=40)
+
 Tolerance (float32): loss 2e-5 relative; gradients 1e-4 of the reference's largest entry, i.e. the
 round-off of reductions reordered across shards.
 """
@@ -9,6 +15,10 @@ import jax
 import numpy as np
 
 from vljax import sharding as shard_lib
+from vljax.methods import get_method
+
+# NOTE: the meshes every method is checked on (8 forced CPU devices, tests/conftest.py).
+MESHES = ({"data": 8}, {"data": 1, "fsdp": 8}, {"data": 2, "fsdp": 2, "tensor": 2})
 
 
 def numpy_params(boxed, mesh, rules, seed: int = 0, scale: float = 0.2):
@@ -34,3 +44,30 @@ def assert_matches(ref, got, label) -> None:
     gmax = max(float(np.abs(g).max()) for g in jax.tree.leaves(ref_grads))
     for (path, rg), g in zip(jax.tree_util.tree_leaves_with_path(ref_grads), jax.tree.leaves(grads)):
         np.testing.assert_allclose(g, rg, atol=1e-4 * gmax, rtol=0, err_msg=f"{label} {path}")
+
+
+def method_loss_and_grads(cfg, batch: dict, vocab_size: int, mesh_sizes: dict, devices) -> tuple[float, dict]:
+    """config.method's loss on a mesh of `devices` -> (loss, grads as numpy).
+
+    batch: a host batch (dict of numpy arrays, the keys the method's loss reads), made global on the mesh as the
+    trainer does. Params come from numpy_params, so every mesh sees the same values, placed by their logical axes.
+    """
+    method = get_method(cfg.method)
+    mesh = shard_lib.make_mesh(mesh_sizes, devices)
+    rules = shard_lib.rules_from_config(cfg.sharding.rules)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        model = method.build(cfg, vocab_size=vocab_size)
+        boxed = jax.eval_shape(lambda r: method.init_params(model, cfg, r), jax.random.key(0))
+    params = numpy_params(boxed, mesh, rules)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        loss_fn = method.make_loss(model, cfg, mesh)
+        gb = shard_lib.host_to_global(batch, mesh)
+        loss, grads = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, b, jax.random.key(1))[0]))(params, gb)
+    return float(loss), jax.tree.map(np.asarray, grads)
+
+
+def check_method_sharded(cfg, batch: dict, vocab_size: int, meshes=MESHES) -> None:
+    """Asserts that config.method's loss and gradients on each 8-device mesh equal those on one device."""
+    ref = method_loss_and_grads(cfg, batch, vocab_size, {"data": 1}, jax.devices()[:1])
+    for sizes in meshes:
+        assert_matches(ref, method_loss_and_grads(cfg, batch, vocab_size, sizes, jax.devices()), sizes)

@@ -110,6 +110,12 @@ def test_eval_of_a_missing_workdir_exits_2_and_creates_nothing(tmp_path, capsys)
     assert "no --config given and no" in capsys.readouterr().err
 
 
+def test_an_unknown_method_exits_2_before_the_workdir_is_made(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    assert cli.main([*TRAIN, "--workdir", str(workdir), "--config.method=clip_hardnge"]) == 2
+    assert "unknown method 'clip_hardnge'" in capsys.readouterr().err and not workdir.exists()
+
+
 def test_tokenizer_output_keeps_its_name_and_folder_is_created(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(f"a small red square {i} and a large blue circle" for i in range(200)))

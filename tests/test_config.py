@@ -28,7 +28,7 @@ def _embed_two_images(c):
 
 def test_tiny_conv_preset_is_a_conv_tower_that_runs():
     c = load_config("configs/clip.py:tiny_conv")
-    assert (c.model.image.stem, c.model.image.depth, c.train.steps, c.optim.total_steps) == ("conv", 0, 1200, 1200)
+    assert (c.model.image.stem, c.model.image.depth, c.train.steps) == ("conv", 0, 1200)
     tiny = load_config("configs/clip.py:tiny")
     assert (tiny.model.image.stem, tiny.model.image.depth, tiny.train.steps) == ("patch", 3, 600)
     out, params = _embed_two_images(c)
@@ -39,7 +39,7 @@ def test_tiny_conv_preset_is_a_conv_tower_that_runs():
 def test_resnet_presets_build_clip_resnets():
     c = load_config("configs/clip.py:tiny_resnet")
     assert (c.model.image.arch, c.model.img_proj_kind) == ("resnet", "none")
-    assert (c.train.steps, c.optim.total_steps) == (900, 900)
+    assert c.train.steps == 900
     out, params = _embed_two_images(c)
     assert out["img"].shape == (2, c.model.embed_dim)
     tower = params["img_tower"]
@@ -67,7 +67,7 @@ def test_override_types_and_references():
             "--config.data.world.objects.count=(1, 3)",
         ],
     )
-    assert c.train.steps == 7 and c.optim.total_steps == 7  # FieldReference follows train.steps
+    assert c.train.steps == 7
     assert isinstance(c.optim.lr, float) and c.optim.lr == 1.0
     assert tuple(c.data.world.objects.count) == (1, 3)
 
@@ -121,10 +121,33 @@ def test_every_presets_world_evals_fit_their_splits():
     ("train.steps=0", r"config\.train\.steps=0: must be an integer >= 1"),
     ("train.batch_size=-4", r"config\.train\.batch_size=-4: must be an integer >= 1"),
     ("eval_every=-1", r"config\.eval_every=-1: must be an integer >= 0"),
+    ("optim.total_steps=-1", r"config\.optim\.total_steps=-1: must be an integer >= 0"),
+    ("method=clpi", r"unknown method 'clpi'; available: clip, .* \(did you mean clip"),
+    ("evals.retrieval.kind=retreival", r"config\.evals\.retrieval\.kind: unknown evaluator 'retreival'"),
+    # NOTE: an evaluator whose method hook is missing (text_lm has no encoders) fails at load, not after training.
+    ("method=text_lm", r"config\.evals\.\w+ \(kind .\w+.\) needs the method hook encoders, which "
+                       r"vljax\.methods\.text_lm lacks"),
 ])
 def test_bad_values_fail_at_load_naming_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config("configs/clip.py:tiny", [f"--config.{override}"])
+
+
+@pytest.mark.parametrize("spec, override, match", [
+    ("configs/filip.py:tiny", "model.filip.impl=palas", r"config\.model\.filip\.impl='palas' is not one of auto"),
+    ("configs/filip.py:tiny", "model.filip.token_keep_ratio=1.5", r"token_keep_ratio must be in \(0, 1\]"),
+    ("configs/prior.py:tiny", "prior.variant=priorr", r"config\.prior\.variant='priorr' is not one of"),
+    ("configs/lvlm_ntp.py:tiny", "task=vqa", r"config\.task='vqa' is not one of qa, caption"),
+])
+def test_a_methods_check_config_hook_runs_at_load(spec, override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(spec, [f"--config.{override}"])
+
+
+def test_every_evaluator_declares_its_method_hooks():
+    from vljax import eval as ev
+
+    assert set(ev.METHOD_HOOKS) == set(ev.EVALUATORS)
 
 
 def test_config_path_must_be_a_python_file(tmp_path):
@@ -164,3 +187,20 @@ def test_override_args_rebuild_the_config_from_its_spec():
         assert config_changes(again, cfg) == []
         assert tuple(again.data.world.objects.count) == (1, 3) and tuple(again.optim.freeze) == ("^txt_",)
     assert override_args(load_config("configs/clip.py:tiny")) == []
+
+
+def test_schedule_length_follows_train_steps_unless_set_and_the_two_never_move_together():
+    from vljax.config import override_args
+    from vljax.train.optim import make_schedule
+
+    c = load_config("configs/clip.py:tiny", ["--config.train.steps=40", "--config.optim.warmup_steps=0"])
+    assert c.optim.total_steps == 0  # 0 = train.steps
+    assert float(make_schedule(c.optim, c.train.steps)(40)) == 0.0  # cosine ends at train.steps
+    assert override_args(c) == ["--config.optim.warmup_steps=0", "--config.train.steps=40"]
+    longer = load_config("configs/clip.py:tiny", ["--config.train.steps=40", "--config.optim.total_steps=100"])
+    assert (longer.train.steps, longer.optim.total_steps) == (40, 100)
+    assert float(make_schedule(longer.optim, longer.train.steps)(40)) > 0.0  # stopped early on a longer schedule
+    alone = load_config("configs/clip.py:tiny", ["--config.optim.total_steps=100"])
+    assert alone.train.steps == 600  # the preset's, untouched
+    with pytest.raises(ValueError, match="total_steps"):
+        make_schedule(c.optim)

@@ -1,6 +1,7 @@
 """vljax.losses.contrastive: local losses vs float64 numpy; sharded versions == local on 8 devices."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -81,6 +82,34 @@ def test_sigmoid_loss_matches_float64_reference():
     assert float(metrics["i2t_acc"]) == acc_i and float(metrics["t2i_acc"]) == acc_t
 
 
+def _hardneg_rows(row_dots, scale, positive, beta=2.0):
+    """A row loss other than InfoNCE, for row_contrastive: negatives re-weighted by exp(beta * cos) (no gradient
+    through the weights), normalized to mean 1 over a row's negatives; beta = 0 is InfoNCE."""
+    neg = jnp.arange(row_dots.shape[1])[None, :] != positive[:, None]
+    s = jnp.where(neg, beta * jax.lax.stop_gradient(row_dots), -1e30)
+    log_w = jnp.log(neg.sum(1, keepdims=True)) + s - jax.nn.logsumexp(s, axis=1, keepdims=True)
+    return C.ce_rows(scale * row_dots + jnp.where(neg, log_w, 0.0), positive)
+
+
+def test_row_contrastive_is_infonce_with_softmax_rows_and_takes_other_row_losses():
+    img, txt = _pair(3)
+    vg = lambda f: jax.jit(jax.value_and_grad(f, (0, 1, 2), has_aux=True))
+    (loss, metrics), grads = vg(lambda i, t, s: C.row_contrastive(i, t, s, C.softmax_rows))(img, txt, SCALE)
+    ref_loss, ref_grads, (acc_i, acc_t) = _softmax_np(img, txt, SCALE)
+    _close(loss, ref_loss)
+    for g, r in zip(grads, ref_grads):
+        _close(g, r)
+    assert float(metrics["i2t_acc"]) == acc_i and float(metrics["t2i_acc"]) == acc_t
+    beta0 = lambda d, s, p: _hardneg_rows(d, s, p, beta=0.0)
+    (loss0, _), grads0 = vg(lambda i, t, s: C.row_contrastive(i, t, s, beta0))(img, txt, SCALE)
+    _close(loss0, ref_loss)
+    for g, r in zip(grads0, ref_grads):
+        _close(g, r)
+    (loss2, _), grads2 = vg(lambda i, t, s: C.row_contrastive(i, t, s, _hardneg_rows))(img, txt, SCALE)
+    assert float(loss2) > float(loss) + 1e-3  # hard negatives weigh more
+    assert not np.allclose(grads2[0], grads[0], atol=1e-4)
+
+
 MESHES = {
     "data8": ((8,), ("data",)),
     "data2xfsdp4": ((2, 4), ("data", "fsdp")),
@@ -97,6 +126,10 @@ SHARDED = {
     "softmax": (
         lambda i, t, s, b, m: C.sharded_softmax_infonce(i, t, s, m),
         lambda i, t, s, b: C.softmax_infonce(i, t, s),
+    ),
+    "row_hardneg": (
+        lambda i, t, s, b, m: C.row_contrastive(i, t, s, _hardneg_rows, mesh=m),
+        lambda i, t, s, b: C.row_contrastive(i, t, s, _hardneg_rows),
     ),
     "sigmoid_gather": (
         lambda i, t, s, b, m: C.sharded_sigmoid_gather(i, t, s, b, m),
@@ -127,7 +160,7 @@ def test_sharded_equals_local_value_grad_metrics(kind, mesh_name):
     _close(loss, ref_loss)
     names = ("img", "txt", "scale", "bias")
     for name, g, r in zip(names, grads, ref_grads):
-        if kind == "softmax" and name == "bias":
+        if name == "bias" and not kind.startswith("sigmoid"):
             continue
         assert np.abs(np.asarray(r)).max() > 0, name
         _close(g, r, msg=name)

@@ -228,28 +228,9 @@ def test_bad_config_values_are_named():
         prior.build(_cfg(**{"prior.weights": "cache"}), 100)
 
 
-def _sharded_loss_and_grads(mesh_sizes, devices, batch, cfg, vocab):
-    import flax.linen as nn
-    from sharded_check import numpy_params
-
-    from vljax import sharding as shard_lib
-
-    mesh = shard_lib.make_mesh(mesh_sizes, devices)
-    rules = shard_lib.rules_from_config(cfg.sharding.rules)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        model = prior.build(cfg, vocab)
-        boxed = jax.eval_shape(lambda r: prior.init_params(model, cfg, r), jax.random.key(0))
-    params = numpy_params(boxed, mesh, rules)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        loss_fn = prior.make_loss(model, cfg, mesh)
-        gb = shard_lib.host_to_global(batch, mesh)
-        loss, grads = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, b, jax.random.key(1))[0]))(params, gb)
-    return float(loss), jax.tree.map(np.asarray, grads)
-
-
 def test_prior_loss_sharded_equals_single_device():
     """data 8 and data 2 x fsdp 2 x tensor 2 vs 1 device (tolerances in tests/sharded_check.py)."""
-    from sharded_check import assert_matches
+    from sharded_check import check_method_sharded
 
     c = _cfg()
     with c.unlocked():
@@ -259,6 +240,4 @@ def test_prior_loss_sharded_equals_single_device():
     world, tok = _world_and_tok(c)
     exs = [prior.make_example(world.sample("train", i, fields=prior.data_spec(c)["fields"]), tok, c) for i in range(16)]
     batch = {k: np.stack([e[k] for e in exs]) for k in exs[0]}
-    ref = _sharded_loss_and_grads({"data": 1}, jax.devices()[:1], batch, c, tok.vocab_size)
-    for sizes in ({"data": 8}, {"data": 2, "fsdp": 2, "tensor": 2}):
-        assert_matches(ref, _sharded_loss_and_grads(sizes, jax.devices(), batch, c, tok.vocab_size), sizes)
+    check_method_sharded(c, batch, tok.vocab_size, meshes=({"data": 8}, {"data": 2, "fsdp": 2, "tensor": 2}))

@@ -324,7 +324,7 @@ def test_resnet_preset_starts_from_an_open_clip_resnet(clip_resnet_checkpoint, t
     ref = _clip_resnet_reference(sd, clip_pixels, layers, heads, norm="batch")
     assert _max_rel_err(ours, ref / np.linalg.norm(ref, axis=-1, keepdims=True)) <= 1e-5
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), params["txt_tower"], state.params["txt_tower"]))
-    tx, _ = make_optimizer(cfg.optim, params)
+    tx, _ = make_optimizer(cfg.optim, params, cfg.train.steps)
     updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
     tower = updates["img_tower"]
     assert float(jnp.abs(tower["stage_1_block_0"]["conv_2"]["kernel"]).max()) > 0

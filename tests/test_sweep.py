@@ -88,11 +88,26 @@ def test_plan_only_writes_points_and_trains_nothing(tmp_path):
     cfg = _write_config(tmp_path)
     lines = []
     rows = sweep.run_sweep(cfg + ":tiny", "grid", tmp_path / "r", plan_only=True, echo=lines.append)
-    assert [r["status"] for r in rows] == ["incomplete"] * 2
-    assert sum(": planned" in line for line in lines) == 2
+    assert [r["status"] for r in rows] == ["planned"] * 2
+    assert sum(": planned" in line for line in lines) == 2 and "0 incomplete, 2 planned" in lines[-1]
     for r in rows:
         point = json.loads((tmp_path / "r" / r["id"] / "point.json").read_text())
         assert point["sweep"] == "grid" and not (tmp_path / "r" / r["id"] / "checkpoints").exists()
+
+
+def test_sweep_flops_are_the_methods_own_count_where_it_has_one(tmp_path):
+    """FILIP's point counts its token projections and token-wise similarity (forward_flops_per_example), a CLIP
+    point the two-tower count; both without training (a planned point)."""
+    from vljax.config import load_config
+    from vljax.methods import filip
+
+    rows = sweep.run_sweep("configs/filip.py:tiny", "vs_clip", tmp_path / "r", plan_only=True, echo=lambda _: None,
+                           cli_overrides=SMALL)
+    by_method = {r["method"]: r for r in rows}
+    cfg = load_config("configs/filip.py:tiny", SMALL)
+    assert by_method["filip"]["fwd_flops_per_example"] == pytest.approx(filip.forward_flops_per_example(cfg))
+    assert by_method["clip"]["fwd_flops_per_example"] == pytest.approx(two_tower_flops(cfg).forward)
+    assert by_method["filip"]["train_flops_per_example"] > 1.1 * by_method["clip"]["train_flops_per_example"]
 
 
 def test_preempted_point_is_incomplete_not_failed_and_shadowed_keys_are_named(tmp_path, monkeypatch):
@@ -104,7 +119,11 @@ def test_preempted_point_is_incomplete_not_failed_and_shadowed_keys_are_named(tm
         def poll(self):
             return self.returncode
 
-    monkeypatch.setattr(sweep, "_launch", lambda workdir, env: Stopped())
+    def launch(workdir, env):
+        (workdir / sweep.LOG_FILE).write_text("stopped\n")  # NOTE: as _launch opens the point's log
+        return Stopped()
+
+    monkeypatch.setattr(sweep, "_launch", launch)
     lines = []
     rows = sweep.run_sweep(_write_config(tmp_path) + ":tiny", "grid", tmp_path / "r",
                            cli_overrides=["--config.train.steps=2"], echo=lines.append)

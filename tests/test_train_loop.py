@@ -89,7 +89,7 @@ def test_abstract_state_is_create_state_without_compiling(tmp_path):
     assert "fsdp" in str(kernel.sharding.spec)  # really sharded, not replicated
 
 
-def test_non_finite_loss_stops_naming_step(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_naming_step(tmp_path, monkeypatch, capsys):
     real = loop.make_train_step
 
     def poisoned(*args, **kwargs):
@@ -106,6 +106,8 @@ def test_non_finite_loss_stops_naming_step(tmp_path, monkeypatch):
     with pytest.raises(loop.NonFiniteLossError, match="step 4"):
         loop.train_and_evaluate(cfg, tmp_path)
     assert Checkpointer(tmp_path).latest_step() == 2  # step 4 was never saved
+    # the tiny preset's 50 warmup steps in an 8-step run: said at the start
+    assert "note: optim.warmup_steps=50 >= the 8 steps this run trains" in capsys.readouterr().out
 
 
 def test_sigterm_checkpoints_and_exits(tmp_path):

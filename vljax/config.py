@@ -88,7 +88,6 @@ def load_config(spec: str, overrides: Iterable[str] = (), *, check_paths: bool =
 
 def _choices() -> dict[str, tuple[str, ...]]:
     """Dotted key -> its valid string values (imported here: these modules import jax)."""
-    from vljax.kernels.late_interaction import IMPLS as LI_IMPLS
     from vljax.models.text_encoder import TEXT_POOLS
     from vljax.models.two_tower import PIXEL_NORMS
     from vljax.nn.attention import ATTENTION_IMPLS
@@ -96,14 +95,14 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from vljax.nn.transformer import REMAT_POLICIES
 
     return {"model.dtype": tuple(DTYPES), "model.attention_impl": ATTENTION_IMPLS,
-            "model.remat": ("none", *REMAT_POLICIES), "model.filip.impl": LI_IMPLS,
+            "model.remat": ("none", *REMAT_POLICIES),
             "model.pixel_norm": PIXEL_NORMS, "model.text.pool": TEXT_POOLS}
 
 
 # NOTE: counts a run cannot do without; eval_every and warmup may be 0.
 _AT_LEAST = {"train.steps": 1, "train.batch_size": 1, "train.grad_accum_steps": 1, "train.log_every": 1,
              "checkpoint.every": 1, "checkpoint.keep": 1, "eval_batch_size": 1, "eval_every": 0,
-             "optim.warmup_steps": 0}
+             "optim.warmup_steps": 0, "optim.total_steps": 0}
 
 
 def _get(cfg: ml_collections.ConfigDict, key: str, default: Any = None) -> Any:
@@ -134,6 +133,22 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Non
     for field, source in (init.items() if isinstance(init, ml_collections.ConfigDict) else ()):
         if source:
             _check_init_source(f"init.{field}", str(source), check_paths)
+    if _get(cfg, "method") is not None:
+        _check_method(cfg)
+
+
+def _check_method(cfg: ml_collections.ConfigDict) -> None:
+    """config.method names a method module; its own check_config hook and the evaluators' hook needs pass."""
+    from vljax import methods
+    from vljax.eval import check_evals
+
+    try:
+        module = methods.get_method(str(cfg.method))
+        if hasattr(module, "check_config"):
+            module.check_config(cfg)
+        check_evals(cfg, module)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_init_source(key: str, source: str, check_paths: bool) -> None:

@@ -39,7 +39,9 @@ def _version() -> str:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return "not installed"
-    return f"vljax {v('vljax')} (jax {v('jax')}, jaxlib {v('jaxlib')}, flax {v('flax')})"
+    # NOTE: the package's folder too: which checkout an editable install runs is not obvious from the version.
+    here = Path(__file__).resolve().parent
+    return f"vljax {v('vljax')} at {here} (jax {v('jax')}, jaxlib {v('jaxlib')}, flax {v('flax')})"
 
 
 def _parser() -> argparse.ArgumentParser:

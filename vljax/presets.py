@@ -63,7 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.end_lr_factor = 0.0
     c.optim.grad_clip_norm = 1.0
     c.optim.freeze = ()
-    c.optim.total_steps = c.train.get_ref("steps")
+    # NOTE: 0 = config.train.steps (a separate key, not a reference: overriding one never moves the other).
+    c.optim.total_steps = 0
     c.checkpoint = ml_collections.ConfigDict(dict(every=500, keep=3, async_save=True))
     c.eval_every = 0
     c.eval_batch_size = 256

@@ -11,6 +11,36 @@ EVALUATORS = ("zeroshot", "retrieval", "generation", "finegrained", "prior_probe
               "grounding", "localization")
 # NOTE: kinds whose module has another name (captioning lives next to its BLEU / CIDEr-D code).
 _MODULES = {"captioning": "caption_metrics"}
+_GENERATE = ("build_static", "prompt_ids", "make_generate")
+# The method hooks each evaluator calls (vljax/methods/__init__.py documents them); "a|b" = either will do.
+# Checked when the config loads (check_evals), so a method that lacks one fails before training, not at the end.
+METHOD_HOOKS = {
+    "zeroshot": ("encoders",),
+    "retrieval": ("encoders",),
+    "finegrained": ("score_pairs|encoders",),
+    "generation": _GENERATE + ("select_text",),
+    "captioning": _GENERATE,
+    "vqa": _GENERATE,
+    "pope": _GENERATE,
+    "grounding": _GENERATE,
+    "prior_probe": ("lvlm_logits", "make_example", "select_text", "build_static", "prompt_ids"),
+    "localization": (),
+}
+
+
+def check_evals(config, method) -> None:
+    """config.evals x a method module -> None; ValueError naming the evaluator for an unknown kind or a method
+    hook the evaluator needs and the method lacks."""
+    for name, ecfg in config.get("evals", {}).items():
+        kind = ecfg.get("kind", name)
+        if kind not in EVALUATORS:
+            raise ValueError(f"config.evals.{name}.kind: unknown evaluator {kind!r}; available: "
+                             f"{', '.join(EVALUATORS)}")
+        for hook in METHOD_HOOKS[kind]:
+            if not any(hasattr(method, h) for h in hook.split("|")):
+                raise ValueError(f"config.evals.{name} (kind {kind!r}) needs the method hook "
+                                 f"{hook.replace('|', ' or ')}, which {method.__name__} lacks "
+                                 f"(the hooks: vljax/methods/__init__.py)")
 
 
 def run_evals(exp, params, step: int) -> dict[str, float]:

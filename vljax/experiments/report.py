@@ -174,7 +174,7 @@ def plot_frontier(path: Path, points: Sequence[dict], group_by: str, frontier: n
 def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: str = "zeroshot/shape_acc",
                        n_boot: int = 1000, level: float = 0.9, seed: int = 0) -> Path:
     """Sweep root -> root/report.md (+ scaling.png, frontier.png); returns the report path."""
-    from vljax.experiments.sweep import collect
+    from vljax.experiments.sweep import STATUSES, collect
 
     root = Path(root)
     if not 0 < level < 1:
@@ -191,10 +191,11 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
                          + (f"; nearest: {', '.join(near)}" if near else f"; columns: {', '.join(columns)}"))
     rows = sorted(rows, key=lambda r: (str(r.get(group_by, "")), _num(r.get("compute")), r["id"]))
     points = scaling_points(rows, metric)
-    status = {s: sum(r["status"] == s for r in rows) for s in ("finished", "failed", "incomplete")}
+    status = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    planned = f", {status['planned']} planned (--dry_run, never started)" if status["planned"] else ""
     lines = [f"# Sweep report: `{root}`", "",
              f"{len(rows)} points: {status['finished']} finished, {status['failed']} failed, "
-             f"{status['incomplete']} incomplete. Error E = 1 - `{metric}`; compute C = train FLOPs per "
+             f"{status['incomplete']} incomplete{planned}. Error E = 1 - `{metric}`; compute C = train FLOPs per "
              f"example (analytic, 3 x forward) x samples seen. Groups: `{group_by}`.", "",
              "## Results", ""]
     override_cols = sorted({k for r in rows for k in r if k.startswith("override.")})

@@ -94,8 +94,17 @@ def point_config(point: dict[str, Any], *, check_paths: bool = False):
     return cfg
 
 
+# NOTE: finished = results.json; failed = error.json; incomplete = started (a log, a config.json or checkpoints:
+# the sweep's subprocess or run_point on a cluster wrote them); planned = point.json only (a --dry_run's).
+STATUSES = ("finished", "failed", "incomplete", "planned")
+
+
 def _finished(workdir: Path) -> bool:
     return (workdir / RESULTS_FILE).exists()
+
+
+def _started(workdir: Path) -> bool:
+    return any((workdir / name).exists() for name in (LOG_FILE, "config.json", "checkpoints"))
 
 
 def _tail(path: Path, n: int = 20) -> str:
@@ -127,7 +136,9 @@ def _launch(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def _summary(results: dict[str, float], keys: int = 3) -> str:
-    shown = [k for k in sorted(results) if "/" in k][:keys]
+    from vljax.train.report import natural_key
+
+    shown = [k for k in sorted(results, key=natural_key) if "/" in k][:keys]
     return " ".join(f"{k}={results[k]:.4f}" for k in shown)
 
 
@@ -207,8 +218,9 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
     # NOTE: the table covers every point under root (several sweeps may share it); the return
     # value and the summary only this sweep's points.
     rows = [r for r in collect(root) if r["id"] in ids]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "failed", "incomplete")}
-    echo(f"[sweep] {sweep}: {len(rows)} points, " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    shown = [f"{n} {s}" for s, n in counts.items() if n or s != "planned"]
+    echo(f"[sweep] {sweep}: {len(rows)} points, " + ", ".join(shown)
          + f"; table: {root / 'results.csv'}")
     return rows
 
@@ -227,7 +239,8 @@ def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
 
 def point_row(workdir: Path) -> dict[str, Any]:
     """One point directory -> a flat row: id, status, method, overrides, FLOPs, compute, metrics, wall time."""
-    from vljax.experiments.flops import two_tower_flops
+    from vljax import methods
+    from vljax.experiments.flops import TRAIN_FACTOR, two_tower_flops
 
     point = json.loads((workdir / POINT_FILE).read_text())
     row: dict[str, Any] = {"id": point["id"], "config": point["config"], "sweep": point.get("sweep", "")}
@@ -236,9 +249,12 @@ def point_row(workdir: Path) -> dict[str, Any]:
     row["method"] = cfg.method
     row["wall_time_s"] = point.get("wall_time_s", math.nan)
     try:
-        fl = two_tower_flops(cfg)
-        row["fwd_flops_per_example"] = fl.forward
-        row["train_flops_per_example"] = fl.train
+        # NOTE: the method's own forward count where it has one (FILIP: + token projections and the token-wise
+        # similarity); else the towers and projections, without the batch-sized contrastive logits.
+        method = methods.get_method(cfg.method)
+        count = getattr(method, "forward_flops_per_example", None)
+        row["fwd_flops_per_example"] = count(cfg) if count else two_tower_flops(cfg).forward
+        row["train_flops_per_example"] = TRAIN_FACTOR * row["fwd_flops_per_example"]
     except (ValueError, KeyError, AttributeError) as e:  # NOTE: a model family without an analytic count.
         row["fwd_flops_per_example"] = row["train_flops_per_example"] = math.nan
         row["flops_error"] = str(e)
@@ -256,7 +272,7 @@ def point_row(workdir: Path) -> dict[str, Any]:
         row.update({k: v for k, v in res.items() if k not in ("examples_seen", "params")})
     else:
         err_path = workdir / ERROR_FILE
-        row["status"] = "failed" if err_path.exists() else "incomplete"
+        row["status"] = "failed" if err_path.exists() else "incomplete" if _started(workdir) else "planned"
         if err_path.exists():
             row["error"] = json.loads(err_path.read_text())["error"]
     return row

@@ -11,15 +11,27 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
+from vljax.sharding import BATCH_AXES
+
 # NOTE: logits are scale (up to 100) times a dot product; TF32/bf16 matmul passes would put
 # percent-level error on them, and these [B, E] x [E, B] matmuls are cheap next to the towers.
 _PRECISION = jax.lax.Precision.HIGHEST
-BATCH_AXES = ("data", "fsdp")
 
 
-def _dots(a, b):
-    """[n, E] x [m, E] -> [n, m] float32 inner products."""
+def dots(a, b):
+    """[n, E] x [m, E] -> [n, m] float32 inner products (full-precision matmul passes)."""
     return jnp.einsum("ne,me->nm", a, b, precision=_PRECISION, preferred_element_type=jnp.float32)
+
+
+def ce_rows(logits, positive):
+    """[b, B] logits x int [b] positive columns -> [b] softmax cross-entropy of each row."""
+    lse = jax.nn.logsumexp(logits, axis=1)
+    return lse - jnp.take_along_axis(logits, positive[:, None], axis=1)[:, 0]
+
+
+def softmax_rows(row_dots, scale, positive):
+    """InfoNCE's row loss for row_contrastive: [b, B] inner products x scalar x int [b] -> [b] CE of scale * dots."""
+    return ce_rows(scale * row_dots, positive)
 
 
 def _check_pair(img, txt):
@@ -30,7 +42,7 @@ def _check_pair(img, txt):
 def softmax_infonce(img, txt, scale):
     """[B, E] x [B, E] x scalar -> (loss scalar, metrics): symmetric CE over scale * img @ txt.T."""
     _check_pair(img, txt)
-    logits = scale * _dots(img, txt)
+    logits = scale * dots(img, txt)
     pos = jnp.diagonal(logits)
     loss_i2t = jnp.mean(jax.nn.logsumexp(logits, axis=1) - pos)
     loss_t2i = jnp.mean(jax.nn.logsumexp(logits, axis=0) - pos)
@@ -56,7 +68,7 @@ def _sigmoid_terms(logits, positive_diag: bool):
 def sigmoid_loss(img, txt, scale, bias):
     """[B, E] x [B, E] x scalar x scalar -> (loss, metrics): SigLIP -sum log sigmoid(z * logits) / B."""
     _check_pair(img, txt)
-    logits = scale * _dots(img, txt) + bias
+    logits = scale * dots(img, txt) + bias
     loss = _sigmoid_terms(logits, True) / img.shape[0]
     labels = jnp.arange(img.shape[0])
     sg = jax.lax.stop_gradient(logits)
@@ -84,13 +96,20 @@ def num_batch_shards(mesh: Mesh | None, axes: Sequence[str] = BATCH_AXES) -> int
     return math.prod(mesh.shape[a] for a in batch_axes_in_mesh(mesh, axes))
 
 
-def _prepare(img, txt, mesh, axes):
-    _check_pair(img, txt)
+def batch_shards(batch_size: int, mesh: Mesh, axes: Sequence[str]) -> tuple[tuple[str, ...], int]:
+    """-> (the batch axes present in the mesh, the number of shards they make); ValueError if the batch does not
+    divide into them."""
     axes = batch_axes_in_mesh(mesh, axes)
     n = math.prod(mesh.shape[a] for a in axes)
-    if img.shape[0] % n:
-        raise ValueError(f"batch size {img.shape[0]} is not divisible by the {n} batch shards {axes}")
+    if batch_size % n:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {n} batch shards {axes}")
     return axes, n
+
+
+def check_sharded_pair(img, txt, mesh, axes) -> tuple[tuple[str, ...], int]:
+    """Global [B, E] x [B, E] -> batch_shards(B, mesh, axes) after checking the two are a pair."""
+    _check_pair(img, txt)
+    return batch_shards(img.shape[0], mesh, axes)
 
 
 def _best_update(best_val, best_idx, val, idx):
@@ -108,46 +127,58 @@ def _col_argmax_allreduce(logits, row_offset, axes):
     return jax.lax.pmin(jnp.where(local_val == best_val, local_idx, big), axes)
 
 
-def _to_f32_scalar(x):
+def f32_scalar(x):
+    """A scalar (Python number or array) -> float32 array of shape ()."""
     return jnp.asarray(x, jnp.float32).reshape(())
 
 
 # ----------------------------------------------------------------------------- sharded softmax
 
 
-def sharded_softmax_infonce(img, txt, scale, mesh: Mesh, axes: Sequence[str] = BATCH_AXES):
-    """Global [B, E] x [B, E] x scalar -> (loss, metrics) == softmax_infonce, via all_gather in shard_map."""
-    axes, _ = _prepare(img, txt, mesh, axes)
+def row_contrastive(img, txt, scale, row_loss, *, mesh: Mesh | None = None, axes: Sequence[str] = BATCH_AXES):
+    """Symmetric contrastive loss from a per-row loss: [B, E] x [B, E] x scalar -> (loss, metrics).
+
+    row_loss(row_dots [b, B] float32, scale, positive int [b]) -> [b]: the loss of each query row (an image against
+    every text, or a text against every image) given its inner products and the column of its pair. loss =
+    (mean over images + mean over texts) / 2; metrics: loss_i2t, loss_t2i and the argmax accuracies i2t_acc,
+    t2i_acc. With a mesh whose batch axes split the batch, each device scores its own rows against the other side
+    all-gathered in shard_map (all_gather's transpose is a reduce-scatter, so gradients reach the owning shard);
+    value and gradient equal the one-device loss. softmax_rows gives InfoNCE; a method with another row loss
+    (re-weighted negatives, label smoothing, ...) passes its own and gets the sharded path with it.
+    """
+    _check_pair(img, txt)
     batch = img.shape[0]
+    scale = f32_scalar(scale)
+
+    def terms(img_q, txt_q, img_all, txt_all, positive, scale):
+        d_i2t, d_t2i = dots(img_q, txt_all), dots(txt_q, img_all)
+        sums = [jnp.sum(row_loss(d, scale, positive)) for d in (d_i2t, d_t2i)]
+        correct = [jnp.sum(jnp.argmax(jax.lax.stop_gradient(d), axis=1) == positive).astype(jnp.float32)
+                   for d in (d_i2t, d_t2i)]
+        return jnp.stack(sums + correct)
+
+    def metrics(tot):
+        return 0.5 * (tot[0] + tot[1]), dict(loss_i2t=tot[0], loss_t2i=tot[1], i2t_acc=tot[2], t2i_acc=tot[3])
+
+    if num_batch_shards(mesh, axes) == 1:
+        return metrics(terms(img, txt, img, txt, jnp.arange(batch), scale) / batch)
+    axes, _ = batch_shards(batch, mesh, axes)
 
     def body(img_l, txt_l, scale):
-        b = img_l.shape[0]
         scale = jax.lax.pcast(scale, axes, to="varying")
-        # NOTE: all_gather's transpose is a reduce-scatter, so gradients reach the owning shard.
+        b = img_l.shape[0]
         img_all = jax.lax.all_gather(img_l, axes, tiled=True)
         txt_all = jax.lax.all_gather(txt_l, axes, tiled=True)
-        offset = jax.lax.axis_index(axes) * b
-        labels = offset + jnp.arange(b)
-        li = scale * _dots(img_l, txt_all)  # local images vs all texts [b, B]
-        lt = scale * _dots(txt_l, img_all)  # local texts vs all images [b, B]
-        pos = scale * jnp.sum(img_l.astype(jnp.float32) * txt_l.astype(jnp.float32), axis=1)
-        loss_i2t = jnp.sum(jax.nn.logsumexp(li, axis=1) - pos)
-        loss_t2i = jnp.sum(jax.nn.logsumexp(lt, axis=1) - pos)
-        li_sg, lt_sg = jax.lax.stop_gradient(li), jax.lax.stop_gradient(lt)
-        correct_i2t = jnp.sum(jnp.argmax(li_sg, axis=1) == labels)
-        correct_t2i = jnp.sum(jnp.argmax(lt_sg, axis=1) == labels)
-        tot = (
-            jax.lax.psum(
-                jnp.stack([loss_i2t, loss_t2i, correct_i2t.astype(jnp.float32), correct_t2i.astype(jnp.float32)]), axes
-            )
-            / batch
-        )
-        metrics = dict(loss_i2t=tot[0], loss_t2i=tot[1], i2t_acc=tot[2], t2i_acc=tot[3])
-        return 0.5 * (tot[0] + tot[1]), metrics
+        positive = jax.lax.axis_index(axes) * b + jnp.arange(b)
+        return metrics(jax.lax.psum(terms(img_l, txt_l, img_all, txt_all, positive, scale), axes) / batch)
 
-    return jax.shard_map(body, mesh=mesh, in_specs=(P(axes), P(axes), P()), out_specs=(P(), P()))(
-        img, txt, _to_f32_scalar(scale)
-    )
+    return jax.shard_map(body, mesh=mesh, in_specs=(P(axes), P(axes), P()), out_specs=(P(), P()))(img, txt, scale)
+
+
+def sharded_softmax_infonce(img, txt, scale, mesh: Mesh, axes: Sequence[str] = BATCH_AXES):
+    """Global [B, E] x [B, E] x scalar -> (loss, metrics) == softmax_infonce, via all_gather in shard_map."""
+    check_sharded_pair(img, txt, mesh, axes)
+    return row_contrastive(img, txt, scale, softmax_rows, mesh=mesh, axes=axes)
 
 
 # ----------------------------------------------------------------------------- sharded sigmoid
@@ -155,7 +186,7 @@ def sharded_softmax_infonce(img, txt, scale, mesh: Mesh, axes: Sequence[str] = B
 
 def sharded_sigmoid_gather(img, txt, scale, bias, mesh: Mesh, axes: Sequence[str] = BATCH_AXES):
     """Global [B, E] x [B, E] x scalar x scalar -> (loss, metrics) == sigmoid_loss, all_gather of texts."""
-    axes, _ = _prepare(img, txt, mesh, axes)
+    axes, _ = check_sharded_pair(img, txt, mesh, axes)
     batch = img.shape[0]
 
     def body(img_l, txt_l, scale, bias):
@@ -165,7 +196,7 @@ def sharded_sigmoid_gather(img, txt, scale, bias, mesh: Mesh, axes: Sequence[str
         txt_all = jax.lax.all_gather(txt_l, axes, tiled=True)
         offset = jax.lax.axis_index(axes) * b
         labels = offset + jnp.arange(b)
-        logits = scale * _dots(img_l, txt_all) + bias  # [b, B]
+        logits = scale * dots(img_l, txt_all) + bias  # [b, B]
         z = jnp.where(jnp.arange(batch)[None, :] == labels[:, None], 1.0, -1.0)
         loss = -jnp.sum(jax.nn.log_sigmoid(z * logits))
         sg = jax.lax.stop_gradient(logits)
@@ -178,7 +209,7 @@ def sharded_sigmoid_gather(img, txt, scale, bias, mesh: Mesh, axes: Sequence[str
         return loss, metrics
 
     return jax.shard_map(body, mesh=mesh, in_specs=(P(axes), P(axes), P(), P()), out_specs=(P(), P()))(
-        img, txt, _to_f32_scalar(scale), _to_f32_scalar(bias)
+        img, txt, f32_scalar(scale), f32_scalar(bias)
     )
 
 
@@ -190,7 +221,7 @@ def _ring_forward(img, txt, scale, bias, axes, n):
     rows = me * b + jnp.arange(b)
 
     def block(txt_k, src, pos_diag):
-        logits = scale * _dots(img, txt_k) + bias
+        logits = scale * dots(img, txt_k) + bias
         sg = jax.lax.stop_gradient(logits)
         return (
             _sigmoid_terms(logits, pos_diag),
@@ -224,7 +255,7 @@ def _ring_backward(img, txt, scale, bias, g, axes, n):
     imgf = img.astype(jnp.float32)
 
     def block(txt_k, pos_diag):
-        d = _dots(img, txt_k)
+        d = dots(img, txt_k)
         logits = scale * d + bias
         z = 2.0 * jnp.eye(b, dtype=jnp.float32) - 1.0 if pos_diag else -1.0
         dl = -z * jax.nn.sigmoid(-z * logits) * g  # d(-log sigmoid(z l)) / dl
@@ -268,7 +299,7 @@ def sharded_sigmoid_ring(img, txt, scale, bias, mesh: Mesh, axes: Sequence[str] 
     custom_grad (default) the backward is a second ring, so memory stays O(b * E) per shard; with
     custom_grad=False autodiff through ppermute is used, which is exact but saves every visited chunk.
     """
-    axes, n = _prepare(img, txt, mesh, axes)
+    axes, n = check_sharded_pair(img, txt, mesh, axes)
     batch = img.shape[0]
     ring = _make_ring(axes, n) if custom_grad else (lambda *a: _ring_forward(*a, axes=axes, n=n))
 
@@ -280,7 +311,7 @@ def sharded_sigmoid_ring(img, txt, scale, bias, mesh: Mesh, axes: Sequence[str] 
         return tot[0], dict(i2t_acc=tot[1], t2i_acc=tot[2])
 
     return jax.shard_map(body, mesh=mesh, in_specs=(P(axes), P(axes), P(), P()), out_specs=(P(), P()))(
-        img, txt, _to_f32_scalar(scale), _to_f32_scalar(bias)
+        img, txt, f32_scalar(scale), f32_scalar(bias)
     )
 
 

@@ -11,20 +11,16 @@ from jax.sharding import PartitionSpec as P
 
 from vljax.kernels import tiling as tiles
 from vljax.kernels.late_interaction import late_interaction
-
-
-def _ce_rows(logits, positive_col):
-    """[b, B] logits x [b] int positive columns -> [b] per-row softmax cross-entropy."""
-    lse = jax.nn.logsumexp(logits, axis=1)
-    return lse - jnp.take_along_axis(logits, positive_col[:, None], axis=1)[:, 0]
+from vljax.losses.contrastive import batch_shards, ce_rows
+from vljax.sharding import BATCH_AXES
 
 
 def filip_loss_from_scores(i2t, t2i, scale):
     """[B, B] i2t x [B, B] t2i (both [image, text]) x scalar -> scalar (L_i2t + L_t2i) / 2."""
     b = i2t.shape[0]
     diag = jnp.arange(b)
-    l_i2t = jnp.mean(_ce_rows(scale * i2t, diag))
-    l_t2i = jnp.mean(_ce_rows(scale * t2i.T, diag))
+    l_i2t = jnp.mean(ce_rows(scale * i2t, diag))
+    l_t2i = jnp.mean(ce_rows(scale * t2i.T, diag))
     return 0.5 * (l_i2t + l_t2i)
 
 
@@ -38,7 +34,7 @@ def _sharded_loss(v, t, mv, mt, scale, axes, impl):
     offset = jax.lax.axis_index(axes) * b
     rows = jnp.arange(b)
     positive = offset + rows
-    loss_i2t = jnp.sum(_ce_rows(scale * i2t, positive))
+    loss_i2t = jnp.sum(ce_rows(scale * i2t, positive))
     # NOTE: the column logsumexp over images is split across devices: a global max (stop_gradient: the
     # LSE does not depend on it, and pmax has no derivative) then a psum of the shifted exponentials.
     logits = scale * t2i
@@ -50,7 +46,7 @@ def _sharded_loss(v, t, mv, mt, scale, axes, impl):
     return 0.5 * jax.lax.psum(loss_i2t + loss_t2i, axes) / big_b
 
 
-def filip_loss(v, t, mv=None, mt=None, scale=1.0, mesh=None, axes=("data", "fsdp"), impl="auto"):
+def filip_loss(v, t, mv=None, mt=None, scale=1.0, mesh=None, axes=BATCH_AXES, impl="auto"):
     """[B, Nv, D] x [B, Nt, D] (masks [B, Nv], [B, Nt]) x scalar scale -> scalar symmetric FILIP InfoNCE."""
     if v.shape[0] != t.shape[0]:
         raise ValueError(f"v and t must hold the same number of pairs, got {v.shape[0]} and {t.shape[0]}")
@@ -60,14 +56,7 @@ def filip_loss(v, t, mv=None, mt=None, scale=1.0, mesh=None, axes=("data", "fsdp
     if mesh is None:
         i2t, t2i = late_interaction(v, t, mv, mt, impl=impl)
         return filip_loss_from_scores(i2t, t2i, scale)
-    axes = tuple(a for a in axes if a in mesh.axis_names)
-    if not axes:
-        raise ValueError(f"axes must name at least one axis of the mesh {mesh.axis_names}")
-    n_shards = 1
-    for a in axes:
-        n_shards *= mesh.shape[a]
-    if v.shape[0] % n_shards:
-        raise ValueError(f"batch {v.shape[0]} is not divisible by the {n_shards} shards of mesh axes {axes}")
+    axes, _ = batch_shards(v.shape[0], mesh, axes)
     batch = P(axes)
     body = lambda v, t, mv, mt, s: _sharded_loss(v, t, mv, mt, s, axes, impl)
     # NOTE: jax 0.10's Pallas interpreter drops varying-axis types inside its grid loop, so the CPU

@@ -1,15 +1,39 @@
 """Methods: one module per paper, `vljax/methods/<name>.py`, selected by `config.method`.
 
-A method module provides:
-  build(config) -> flax module
+The trainer never knows which method runs; a method never touches the loop. This list is the interface: the
+trainer, the evaluators and the sweep tools call nothing else (an analysis script about one method may).
+
+Required (checked when the config loads):
+  build(config, vocab_size) -> flax module
   init_params(model, config, rng) -> params (boxed with logical axis names)
   make_loss(model, config, mesh) -> loss_fn(params, batch, rng) -> (scalar loss, metrics dict)
-  data_spec(config) -> dict(text_fields={sample key: batch key}, keep=(sample keys copied as arrays))
-  encoders(model, config) -> (embed_images(params, images) -> [B, E], embed_texts(params, tokens) -> [B, E])
-  EVALS: default evaluator names
-  make_example(sample, tokenizer, config) -> dict of arrays (optional: replaces the generic
-      tokenize-and-keep example builder, e.g. prompt + answer with a label mask)
-The trainer never knows which method runs; a method never touches the loop.
+      batch: the global batch (dict of arrays sharded over the mesh's batch axes); mesh: for shard_map losses
+  data_spec(config) -> dict(fields=(world fields to render), text_fields={sample key: batch key} (tokenized),
+                            keep=(sample keys copied as arrays))
+
+Optional, each used by the part named after it:
+  check_config(config) -> None        config loading (vljax.config.validate): raise ValueError naming the key
+  make_example(sample, tokenizer, config) -> dict of arrays
+                                      the data pipeline: replaces the generic tokenize-and-keep builder
+                                      (e.g. prompt + answer with a label mask)
+  PACKABLE = True                     the data pipeline: the loss takes packed rows (config.data.pack)
+  train_flops_per_example(config) -> float
+                                      MFU (vljax.train.flops); else XLA's count of the compiled step
+  forward_flops_per_example(config) -> float
+                                      sweep compute accounting (vljax.experiments.sweep); else the two-tower count
+  encoders(model, config) -> (embed_images(params, uint8 [B, H, W, 3]) -> [B, E],
+                              embed_texts(params, int [B, L]) -> [B, E])
+                                      zeroshot, retrieval, finegrained evaluators
+  score_pairs(model, config, params, images, tokens, direction) -> [N, M]
+                                      retrieval / finegrained: pair scores that are not a dot product (FILIP)
+  build_static(config), prompt_ids(tokenizer, prompt, n_image, image_token_id),
+  make_generate(model, config, *, max_new_tokens, num_beams), select_text(sample, task)
+                                      generative evaluators (generation, captioning, vqa, pope, grounding)
+  lvlm_logits(model, params, images, tokens) -> [B, T, V]
+                                      prior_probe evaluator
+Which evaluators run is declared in the config (`config.evals`, the method's defaults in configs/<name>.py);
+vljax.eval.METHOD_HOOKS lists the hooks each needs, and a config naming an evaluator whose hooks the method lacks
+fails at load.
 """
 from __future__ import annotations
 

@@ -17,9 +17,6 @@ from vljax.losses import contrastive
 from vljax.models.two_tower import TwoTower
 from vljax.sharding import BATCH_AXES
 
-EVALS = ("zeroshot", "retrieval")
-LOSS = "softmax"
-
 
 def build(config, vocab_size: int) -> TwoTower:
     """config.model -> TwoTower (ViT or ResNet image tower, config.model.image.arch, + text transformer)."""

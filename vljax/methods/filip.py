@@ -23,13 +23,12 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from vljax.data.tokenizer import BOS, EOS, PAD
-from vljax.kernels.late_interaction import MASK_VALUE, late_interaction
+from vljax.kernels.late_interaction import IMPLS, MASK_VALUE, late_interaction
 from vljax.losses.late_interaction import filip_loss
 from vljax.methods import clip
 from vljax.models.two_tower import TwoTower
 from vljax.sharding import BATCH_AXES
 
-EVALS = ("zeroshot", "retrieval", "finegrained")
 
 build = clip.build
 init_params = clip.init_params
@@ -44,6 +43,9 @@ def _options(config) -> dict:
     unknown = sorted(set(f) - {"drop_special_tokens", "mask_padding", "token_keep_ratio", "image_cls", "impl"})
     if unknown:
         raise ValueError(f"config.model.filip: unknown keys {unknown}")
+    impl = str(f.get("impl", "auto"))
+    if impl not in IMPLS:
+        raise ValueError(f"config.model.filip.impl={impl!r} is not one of {', '.join(IMPLS)}")
     ratio = float(f.get("token_keep_ratio", 1.0))
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"config.model.filip.token_keep_ratio must be in (0, 1], got {ratio}")
@@ -57,8 +59,13 @@ def _options(config) -> dict:
         drop_special_tokens=bool(f.get("drop_special_tokens", False)),
         mask_padding=bool(f.get("mask_padding", True)),
         token_keep_ratio=ratio,
-        impl=str(f.get("impl", "auto")),
+        impl=impl,
     )
+
+
+def check_config(config) -> None:
+    """Config loading hook: config.model.filip's keys and values (ValueError naming the key)."""
+    _options(config)
 
 
 def forward_flops_per_example(config) -> float:

@@ -20,7 +20,6 @@ from vljax.models import decoding
 from vljax.models.lm_sizes import resolve_lm
 from vljax.models.lvlm import LVLM
 
-EVALS = ("generation",)
 TASKS = ("qa", "caption")
 CAPTION_PROMPT = "describe the image ."
 
@@ -53,6 +52,14 @@ def data_spec(config) -> dict:
     """World fields the example builder reads (tokenization happens in make_example)."""
     text = ("qa",) if config.task == "qa" else ("captions",)
     return dict(fields=("image",) + text, text_fields={}, keep=("image",))
+
+
+def check_config(config) -> None:
+    """Config loading hook: config.task and config.loss_vocab_chunk (ValueError naming the key)."""
+    if config.get("task", "qa") not in TASKS:
+        raise ValueError(f"config.task={config.task!r} is not one of {', '.join(TASKS)}")
+    if int(config.get("loss_vocab_chunk", 0)) < 0:
+        raise ValueError(f"config.loss_vocab_chunk={config.loss_vocab_chunk} must be >= 0 (0 = full logits)")
 
 
 def _ids(tokenizer, text: str) -> list[int]:

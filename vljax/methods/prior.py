@@ -40,7 +40,6 @@ from vljax.models.causal_lm import CausalLM
 from vljax.models.lvlm import LVLM
 from vljax.nn.dtypes import dtype
 
-EVALS = ("prior_probe",)
 VARIANTS = ("prior", "inverted", "shuffled", "ntp")
 WEIGHT_SOURCES = ("online", "cache")
 CAPTION_PROMPT = lvlm_ntp.CAPTION_PROMPT
@@ -75,7 +74,8 @@ class PriorLVLM(nn.Module):
         return out
 
 
-def _check(config) -> None:
+def check_config(config) -> None:
+    """Config loading hook: config.prior's variant, weight source, cache and alpha (ValueError naming the key)."""
     p = config.prior
     if p.variant not in VARIANTS:
         raise ValueError(f"config.prior.variant={p.variant!r} is not one of {VARIANTS}")
@@ -94,7 +94,7 @@ def needs_reference(config) -> bool:
 
 def build(config, vocab_size: int) -> PriorLVLM:
     """config.model (LVLM, as lvlm_ntp) + config.model.reference (CausalLM kwargs) -> PriorLVLM."""
-    _check(config)
+    check_config(config)
     reference = None
     if needs_reference(config):
         reference = CausalLM(**dict(config.model.reference, vocab_size=vocab_size), dtype=dtype(config.model.dtype))
@@ -245,7 +245,7 @@ def _kind_mean(values, kinds, mask, wanted) -> jax.Array:
 def make_loss(model: PriorLVLM, config, mesh):
     """-> loss_fn(params, batch, rng) -> (loss, metrics): NTP on caption tokens with PRIOR multipliers."""
     del mesh  # NOTE: normalisation is per caption; the only cross-device reduction is NTP's own mean.
-    _check(config)
+    check_config(config)
     p = config.prior
     variant, alpha, eps = p.variant, float(p.alpha), float(p.eps)
     lvlm = model.lvlm.clone(parent=None)

@@ -9,11 +9,9 @@ peer text chunk at a time, so per-device memory does not grow with the device co
 from __future__ import annotations
 
 from vljax.losses import contrastive
-from vljax.methods.clip import (  # noqa: F401 - SigLIP reuses CLIP's towers, data and evals
-    EVALS, build, contrastive_terms, data_spec, encoders, init_params, train_flops_per_example)
+from vljax.methods.clip import (  # noqa: F401 - SigLIP reuses CLIP's towers, data and encoders
+    build, contrastive_terms, data_spec, encoders, init_params, train_flops_per_example)
 from vljax.sharding import BATCH_AXES
-
-LOSS = "sigmoid"
 
 
 def make_loss(model, config, mesh):

@@ -20,7 +20,6 @@ from vljax.models.causal_lm import CausalLM
 from vljax.models.lm_sizes import resolve_lm
 from vljax.nn.dtypes import dtype
 
-EVALS = ()
 # NOTE: examples are just tokens + label_mask and the loss takes segment_ids / positions, so
 # config.data.pack=True may pack several captions per row (vljax/data/packing.py).
 PACKABLE = True

@@ -20,7 +20,6 @@ from vljax.methods import clip
 from vljax.models.two_tower import TwoTower
 from vljax.sharding import BATCH_AXES
 
-EVALS = ()
 build = clip.build
 init_params = clip.init_params
 encoders = clip.encoders
@@ -32,6 +31,11 @@ def _pair(config) -> tuple[str, str]:
     if len(pair) != 2 or pair[0] == pair[1]:
         raise ValueError(f"config.data.pair must name two different caption fields, got {pair}")
     return pair
+
+
+def check_config(config) -> None:
+    """Config loading hook: config.data.pair names two different caption fields."""
+    _pair(config)
 
 
 def data_spec(config) -> dict:

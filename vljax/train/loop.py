@@ -78,7 +78,8 @@ class Experiment:
                              f"(data x fsdp = {shard_lib.batch_size_divisor(self.mesh)})")
         init_fn = lambda r: self.method.init_params(self.model, config, r)
         abstract_params = jax.eval_shape(lambda r: nn.meta.unbox(init_fn(r)), jax.random.key(0))
-        self.tx, self.schedule = optim.make_optimizer(config.optim, abstract_params)
+        self.tx, self.schedule = optim.make_optimizer(config.optim, abstract_params,
+                                                             int(config.train.steps))
         self.init_fn = init_fn
 
     def create_state(self) -> tuple[TrainState, Any]:
@@ -315,6 +316,10 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
         print(f"[vljax] method={cfg.method} params={n_params / 1e6:.2f}M mesh={dict(exp.mesh.shape)} "
               f"devices={jax.device_count()} processes={jax.process_count()} batch={bs} steps={total} "
               f"workdir={workdir}", flush=True)
+        warmup, length = int(cfg.optim.get("warmup_steps", 0)), int(cfg.optim.get("total_steps", 0) or total)
+        if warmup >= min(length, total):
+            print(f"[vljax] note: optim.warmup_steps={warmup} >= the {min(length, total)} steps this run trains: "
+                  f"the learning rate never reaches optim.lr={cfg.optim.lr}", flush=True)
 
     pending = None
     t_window, n_window = time.perf_counter(), 0
@@ -386,8 +391,8 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
                     res = exp.evaluate(state.params, step)
                     writer.write_scalars(step, res)
                     if is_main:
-                        print("[eval] step", step, " ".join(f"{k}={v:.4f}" for k, v in sorted(res.items())),
-                              flush=True)
+                        shown = " ".join(f"{k}={res[k]:.4f}" for k in sorted(res, key=report.natural_key))
+                        print("[eval] step", step, shown, flush=True)
                 if stopped_by:
                     break
     except NonFiniteLossError as e:

@@ -30,9 +30,15 @@ def path_labels(params: Any, fn: Callable[[str, Any], Any]) -> Any:
     return jax.tree_util.tree_map_with_path(lambda p, x: fn(param_path(p), x), params)
 
 
-def make_schedule(cfg) -> optax.Schedule:
-    """config.optim -> learning-rate schedule (linear warmup, then cosine / constant / linear decay)."""
-    steps = int(cfg.total_steps)
+def make_schedule(cfg, train_steps: int | None = None) -> optax.Schedule:
+    """config.optim -> learning-rate schedule (linear warmup, then cosine / constant / linear decay).
+
+    The schedule spans config.optim.total_steps, or train_steps (config.train.steps) where that is 0: a run can
+    stop early on a longer schedule without the two settings moving together.
+    """
+    steps = int(cfg.get("total_steps", 0) or 0) or int(train_steps or 0)
+    if steps <= 0:
+        raise ValueError("config.optim.total_steps is 0 (= config.train.steps) and no train.steps was given")
     warmup = int(cfg.get("warmup_steps", 0))
     lr = float(cfg.lr)
     kind = cfg.get("schedule", "cosine")
@@ -53,9 +59,10 @@ def decay_mask(params: Any) -> Any:
     return jax.tree.map(lambda x: x.ndim >= 2, params)
 
 
-def make_optimizer(cfg, params: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """config.optim + params (shapes only) -> (optax transform, lr schedule)."""
-    schedule = make_schedule(cfg)
+def make_optimizer(cfg, params: Any, train_steps: int | None = None
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """config.optim + params (shapes only) -> (optax transform, lr schedule); train_steps: see make_schedule."""
+    schedule = make_schedule(cfg, train_steps)
     name = cfg.get("name", "adamw")
     if name == "adamw":
         inner = optax.adamw(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8),

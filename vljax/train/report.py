@@ -6,14 +6,14 @@ import re
 from pathlib import Path
 
 
-def _natural(key: str) -> list:
+def natural_key(key: str) -> list:
     """'retrieval/i2t_r10' sorts after '.../i2t_r5': digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
 def _rows(results: dict[str, float]) -> list[tuple[str, str]]:
     rows = []
-    for k in sorted(results, key=_natural):
+    for k in sorted(results, key=natural_key):
         v = results[k]
         rows.append((k, f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"))
     return rows

@@ -55,7 +55,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, schedule,
                 body, (zeros, jnp.zeros((), l0.dtype), a_zero), (micro, jnp.arange(accum_steps)))
             grads = jax.tree.map(lambda g: g / accum_steps, grads)
             loss, aux = loss / accum_steps, jax.tree.map(lambda a: a / accum_steps, aux)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
