@@ -105,19 +105,22 @@ def get_sweep(arg: str = "tiny"):
     """Named sweeps {name: [override dicts]} for `vljax sweep --config configs/clip.py:tiny --sweep NAME`.
 
     scaling: model width x training steps (compute spans ~2.5 decades) for power-law fits; for the ResNet
-    presets the image side scales the ResNet's stem width (8, 16, 32) next to the text width.
+    preset the image side scales the ResNet's stem width (8, 16, 32) next to the text width. Defined for the tiny
+    presets only (the larger ones name their image tower by variant, B/16, RN50, ...).
     seeds: the preset at three seeds (run-to-run noise).
     attribute_drop: the probability of dropping each size / color word from a training caption, 0 to 0.9
     (docs/clip_shape_study.md, caption attribute dropout).
     """
     text = lambda w: {"model.text.width": w, "model.text.num_heads": 2, "model.text.mlp_dim": 4 * w}
-    if arg in ("tiny_resnet", "rn50"):
-        sizes = [dict(text(w), **{"model.image.width": w // 4}) for w in (32, 64, 128)]
-    else:
-        sizes = [dict(text(w), **{"model.image.width": w, "model.image.num_heads": 2, "model.image.mlp_dim": 4 * w})
-                 for w in (32, 64, 128)]
-    return {
-        "scaling": [dict(size, **{"train.steps": s}) for size in sizes for s in (100, 200, 400)],
+    sweeps = {
         "seeds": [{"seed": s} for s in (0, 1, 2)],
         "attribute_drop": [{"data.attribute_drop.p": p} for p in (0.0, 0.5, 0.75, 0.8, 0.9)],
     }
+    if arg == "tiny_resnet":
+        sizes = [dict(text(w), **{"model.image.width": w // 4}) for w in (32, 64, 128)]
+    elif arg in ("tiny", "tiny_conv"):
+        sizes = [dict(text(w), **{"model.image.width": w, "model.image.num_heads": 2, "model.image.mlp_dim": 4 * w})
+                 for w in (32, 64, 128)]
+    else:
+        return sweeps
+    return dict(scaling=[dict(size, **{"train.steps": s}) for size in sizes for s in (100, 200, 400)], **sweeps)

@@ -151,5 +151,5 @@ def get_sweep(arg: str = "tiny"):
             for steps in (150, 300, 600)
         ],
     }
-    del arg
-    return sweeps
+    # NOTE: the reference preset is the text-only LM (no config.prior): only its seeds apply.
+    return {"seeds": seeds} if arg == "reference" else sweeps

@@ -126,3 +126,15 @@ def test_tokenizer_output_keeps_its_name_and_folder_is_created(tmp_path, capsys)
     assert cli.main(["tokenizer", "train", "--format", "text", "--input", str(corpus), "--vocab_size", "64",
                      "--output", str(out)]) == 2
     assert "--vocab_size 64 is below 261" in capsys.readouterr().err
+
+
+def test_a_mesh_that_cannot_split_a_param_exits_2_naming_it(tmp_path, capsys):
+    """The tiny preset's 3 heads over a 2-way tensor axis: one line naming the param and its logical axis, exit 2,
+    no workdir (jax's own error names neither)."""
+    workdir = tmp_path / "w"
+    args = [*TRAIN, "--workdir", str(workdir), "--config.mesh.data=4", "--config.mesh.tensor=2",
+            "--config.model.image.num_heads=3", "--config.model.image.width=48"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "config error: the mesh" in err and "('heads', size 3) is split over mesh axes tensor=2" in err
+    assert "img_tower/" in err and not workdir.exists()

@@ -295,3 +295,40 @@ def test_seed_table_and_paired_diffs_by_hand():
     lines = report.paired_seed_diffs(groups, "a", "b", ["m"]).splitlines()
     assert lines[0] == "paired a - b over seeds [0, 1]:"
     assert "+0.200 ± 0.100" in lines[1] and "[0.1, 0.3]" in lines[1]
+
+
+def test_every_named_sweep_of_every_preset_is_a_valid_config():
+    """Each configs/*.py preset's get_sweep points load and validate (a sweep that cannot run on a preset is not
+    offered for it), and a point value of the wrong type fails naming the sweep, the point and the key."""
+    from vljax.config import load_module
+
+    checked = 0
+    for path in sorted((ROOT / "configs").glob("*.py")):
+        module = load_module(path)
+        if not hasattr(module, "get_sweep"):
+            continue
+        for preset in module.PRESETS:
+            spec = f"configs/{path.name}:{preset}"
+            for name, points in sweep.named_sweeps(spec).items():
+                for ov in points:
+                    sweep.point_config({"config": spec, "overrides": ov})
+                    checked += 1
+    assert checked > 100
+    assert "scaling" not in sweep.named_sweeps("configs/clip.py:base")
+
+
+def test_sweep_point_values_get_the_clis_type_checks(tmp_path):
+    from vljax.config import load_config, set_overrides
+
+    cfg = load_config("configs/clip.py:tiny")
+    set_overrides(cfg, {"optim.lr": 1, "model.image.patch_size": [4, 4]})  # int -> float, list -> tuple
+    assert isinstance(cfg.optim.lr, float) and cfg.model.image.patch_size == (4, 4)
+    with pytest.raises(ConfigError, match=r"config\.optim\.lr='0\.1': expected float, got str"):
+        set_overrides(cfg, {"optim.lr": "0.1"})
+    with pytest.raises(ConfigError, match=r"config\.train\.steps=2\.5: expected int, got float"):
+        set_overrides(cfg, {"train.steps": 2.5})
+    path = tmp_path / "bad_sweep.py"
+    path.write_text(SWEEP_CONFIG.format(clip=str(ROOT / "configs" / "clip.py")).replace(
+        '"typo": [{"train.stepz": 2}]', '"typo": [{"train.steps": 2}, {"optim.lr": "0.1"}]'))
+    with pytest.raises(ConfigError, match=r"sweep 'typo', point 2 of 2 \{'optim.lr': '0.1'\}: config\.optim\.lr"):
+        sweep.run_sweep(str(path) + ":tiny", "typo", tmp_path / "r")

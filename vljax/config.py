@@ -144,10 +144,13 @@ def _check_method(cfg: ml_collections.ConfigDict) -> None:
 
     try:
         module = methods.get_method(str(cfg.method))
+    except (ValueError, TypeError) as e:  # NOTE: TypeError: the module lacks a required function
+        raise ConfigError(str(e)) from None
+    try:
         if hasattr(module, "check_config"):
             module.check_config(cfg)
         check_evals(cfg, module)
-    except (ValueError, TypeError) as e:
+    except ValueError as e:  # NOTE: only the hook's verdict; a bug in the hook keeps its traceback
         raise ConfigError(str(e)) from None
 
 
@@ -284,10 +287,24 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
             parent[leaf] = _parse_value(text, current, key)
 
 
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """A Python value for a key (a sweep point's) -> the value in the current value's type, as _parse_value gives
+    for the same text on the command line (int -> float, list <-> tuple); another type raises naming the key."""
+    if current is None or isinstance(current, ml_collections.ConfigDict):
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, (tuple, list)):
+        return type(current)(value) if isinstance(value, (tuple, list)) else type(current)((value,))
+    if type(value) is not type(current):
+        raise ConfigError(f"config.{key}={value!r}: expected {type(current).__name__}, got {type(value).__name__}")
+    return value
+
+
 def set_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
-    """Applies a {dotted key: python value} dict (sweeps) in place, with the same key checks."""
+    """Applies a {dotted key: python value} dict (sweeps) in place, with the same key and type checks as the CLI."""
     valid = flat_keys(cfg)
     for key, value in overrides.items():
         parent, leaf = _parent_of(cfg, key, valid)
         with cfg.ignore_type():
-            parent[leaf] = value
+            parent[leaf] = _coerce(value, parent[leaf], key)

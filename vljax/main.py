@@ -268,6 +268,9 @@ def _train_or_eval(args, overrides: list[str]) -> int:
     except loop.WorkdirError as e:
         print(f"vljax {args.command}: workdir error: {e}", file=sys.stderr)
         return 2
+    except ConfigError as e:  # NOTE: what only the mesh and the model show (a batch or param the mesh cannot split)
+        print(f"vljax: config error: {e}", file=sys.stderr)
+        return 2
     except loop.Preempted as e:
         print(f"[vljax] {e}", flush=True)
         return e.exit_code

@@ -89,6 +89,29 @@ def logical_to_mesh_sharding(logical_specs: Any, mesh: Mesh, rules) -> Any:
     return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
 
 
+def indivisible_params(boxed_params: Any, mesh: Mesh, rules) -> list[str]:
+    """Boxed (abstract) params -> one line per param dim that its mesh axes do not divide evenly.
+
+    jax would fail on the first of them inside the init with a shape and a spec but no param name; this names
+    the param, its logical axis and the mesh axes, so the config key behind it (a width, a head count) is clear.
+    """
+    logical = nn.get_partition_spec(boxed_params)
+    shardings = logical_to_mesh_sharding(logical, mesh, rules)
+    flat_logical = jax.tree_util.tree_leaves_with_path(logical, is_leaf=lambda x: isinstance(x, P))
+    shapes = jax.tree.leaves(nn.meta.unbox(boxed_params))
+    out = []
+    for (path, names), shape, sharding in zip(flat_logical, shapes, jax.tree.leaves(shardings)):
+        for dim, (size, axes) in enumerate(zip(shape.shape, sharding.spec)):
+            axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+            n = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+            if size % n:
+                name = "/".join(str(getattr(k, "key", k)) for k in path)
+                out.append(f"{name} {list(shape.shape)}: dim {dim} ('{names[dim]}', size {size}) is split over "
+                           f"mesh axes {' x '.join(f'{a}={mesh.shape[a]}' for a in axes)} = {n}, which does not "
+                           f"divide it")
+    return out
+
+
 def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
     """Sharding of a [B, ...] batch array: B over data x fsdp, the rest replicated."""
     return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))

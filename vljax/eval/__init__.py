@@ -5,6 +5,7 @@ prefixed with the evaluator's name, e.g. `zeroshot/shape_acc`, `retrieval/i2t_r1
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 
 EVALUATORS = ("zeroshot", "retrieval", "generation", "finegrained", "prior_probe", "captioning", "vqa", "pope",
@@ -34,13 +35,15 @@ def check_evals(config, method) -> None:
     for name, ecfg in config.get("evals", {}).items():
         kind = ecfg.get("kind", name)
         if kind not in EVALUATORS:
+            near = difflib.get_close_matches(str(kind), EVALUATORS, n=2)
             raise ValueError(f"config.evals.{name}.kind: unknown evaluator {kind!r}; available: "
-                             f"{', '.join(EVALUATORS)}")
-        for hook in METHOD_HOOKS[kind]:
-            if not any(hasattr(method, h) for h in hook.split("|")):
-                raise ValueError(f"config.evals.{name} (kind {kind!r}) needs the method hook "
-                                 f"{hook.replace('|', ' or ')}, which {method.__name__} lacks "
-                                 f"(the hooks: vljax/methods/__init__.py)")
+                             f"{', '.join(EVALUATORS)}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+        missing = [h.replace("|", " or ") for h in METHOD_HOOKS[kind]
+                   if not any(hasattr(method, x) for x in h.split("|"))]
+        if missing:
+            raise ValueError(f"config.evals.{name} (kind {kind!r}) needs the method hook"
+                             f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which {method.__name__} "
+                             f"lacks (the hooks: vljax/methods/__init__.py)")
 
 
 def run_evals(exp, params, step: int) -> dict[str, float]:

@@ -160,8 +160,12 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
     root.mkdir(parents=True, exist_ok=True)
     points = sweeps[sweep]
     # NOTE: validate every point's keys and values before any compute, so a typo fails the sweep at once.
-    for ov in points:
-        point_config({"config": config_spec, "cli_overrides": list(cli_overrides), "overrides": ov}, check_paths=True)
+    for i, ov in enumerate(points):
+        try:
+            point_config({"config": config_spec, "cli_overrides": list(cli_overrides), "overrides": ov},
+                         check_paths=True)
+        except ConfigError as e:
+            raise ConfigError(f"sweep {sweep!r}, point {i + 1} of {len(points)} {ov}: {e}") from None
     cli_keys = {o.removeprefix("--config.").partition("=")[0] for o in cli_overrides}
     shadowed = sorted(cli_keys & {k for ov in points for k in ov})
     if shadowed:

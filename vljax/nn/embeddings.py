@@ -134,7 +134,12 @@ class TokenEmbed(nn.Module):
         """int [B, L] -> [B, L, D]."""
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
             raise ValueError(f"tokens must be integer, got {tokens.dtype}")
-        return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
+        # NOTE: the table gathered over fsdp first (its 'embed' dim is split there, ZeRO-3 style, while the batch
+        # is split over data x fsdp): without it the partitioner cannot move the lookup's gradient from batch rows
+        # to table columns and replicates the whole [B, L, D] activation ("involuntary full rematerialization").
+        table = nn.with_logical_constraint(self.embedding, ("vocab", "act_embed"))
+        out = jnp.take(table, tokens, axis=0).astype(self.dtype)
+        return nn.with_logical_constraint(out, ("batch", "length", "act_embed"))
 
     def attend(self, x):
         """[B, L, D] -> [B, L, V] logits against the (tied) embedding table."""

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from vljax import sharding as shard_lib
+from vljax.config import ConfigError
 from vljax.data import pipeline, tokenizer as tokenizer_lib
 from vljax.methods import get_method
 from vljax.train import flops as flops_lib
@@ -74,10 +75,16 @@ class Experiment:
             self.model = self.method.build(config, vocab_size=self.tokenizer.vocab_size)
         batch = int(config.train.batch_size)
         if batch % shard_lib.batch_size_divisor(self.mesh):
-            raise ValueError(f"config.train.batch_size={batch} not divisible by the batch shards "
-                             f"(data x fsdp = {shard_lib.batch_size_divisor(self.mesh)})")
+            raise ConfigError(f"config.train.batch_size={batch} not divisible by the batch shards "
+                              f"(data x fsdp = {shard_lib.batch_size_divisor(self.mesh)})")
         init_fn = lambda r: self.method.init_params(self.model, config, r)
-        abstract_params = jax.eval_shape(lambda r: nn.meta.unbox(init_fn(r)), jax.random.key(0))
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            boxed = jax.eval_shape(init_fn, jax.random.key(0))
+        bad = shard_lib.indivisible_params(boxed, self.mesh, self.rules)
+        if bad:
+            raise ConfigError(f"the mesh {dict(self.mesh.shape)} does not divide {len(bad)} param dim(s), e.g. "
+                              f"{bad[0]}; change config.mesh, config.sharding.rules or the model's dims")
+        abstract_params = nn.meta.unbox(boxed)
         self.tx, self.schedule = optim.make_optimizer(config.optim, abstract_params,
                                                              int(config.train.steps))
         self.init_fn = init_fn
@@ -255,10 +262,11 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
     used by the resume test and for debugging.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     # NOTE: Experiment first: it calls jax.distributed.initialize on a multi-process launch, which must come
-    # before anything that starts the backend (jax.process_index included).
+    # before anything that starts the backend (jax.process_index included); and a config it refuses (a mesh that
+    # does not divide the batch or a param) leaves no workdir behind.
     exp = Experiment(config, workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
     cfg = config
     total = int(cfg.train.steps)
