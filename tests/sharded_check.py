@@ -2,9 +2,12 @@
 
 A new method gets its sharded test with one call (its config and a host batch of its data_spec's keys):
 
-    from sharded_check import check_method_sharded
+    from sharded_check import TWO_TOWER_SMALL, check_method_sharded, two_tower_batch
     def test_my_method_sharded_equals_single_device():
-        check_method_sharded(load_config("configs/my_method.py:tiny", SMALL_OVERRIDES), batch, vocab_size=40)
+        cfg = load_config("configs/my_method.py:tiny", list(TWO_TOWER_SMALL))
+        check_method_sharded(cfg, two_tower_batch(), vocab_size=40)
+
+(a method with other inputs builds its own host batch: a dict of numpy arrays, the keys its loss reads).
 
 Tolerance (float32): loss 2e-5 relative; gradients 1e-4 of the reference's largest entry, i.e. the
 round-off of reductions reordered across shards.
@@ -21,19 +24,37 @@ from vljax.methods import get_method
 MESHES = ({"data": 8}, {"data": 1, "fsdp": 8}, {"data": 2, "fsdp": 2, "tensor": 2})
 
 
-def numpy_params(boxed, mesh, rules, seed: int = 0, scale: float = 0.2):
+def numpy_params(boxed, mesh, rules, seed: int = 0, scale: float = 0.2, scalar: float = 2.0):
     """Abstract boxed params -> params filled from numpy N(0, scale^2), placed by their logical axis names.
 
     The values are identical on every mesh (no RNG-init compile); the placement is what
-    create_sharded_state would give.
+    create_sharded_state would give. Scalars (a learned log temperature, a logit bias) get `scalar` instead:
+    a log temperature near 0 would leave the logits nearly flat, where a loss variant barely moves the loss.
+    Call it outside jax.set_mesh (it places concrete arrays on the mesh's devices).
     """
     shardings = shard_lib.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
     rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s, sh: jax.device_put(rng.normal(0.0, scale, s.shape).astype(s.dtype), sh),
-        nn.meta.unbox(boxed),
-        shardings,
-    )
+    fill = lambda s: np.full(s.shape, scalar) if s.ndim == 0 else rng.normal(0.0, scale, s.shape)
+    return jax.tree.map(lambda s, sh: jax.device_put(fill(s).astype(s.dtype), sh), nn.meta.unbox(boxed), shardings)
+
+
+# NOTE: two-tower dims every test mesh divides (8-way fsdp, 2-way tensor): widths 48 / 16, 2 heads, MLP 64, 32 px
+# images, 8 text tokens. `vljax train` presets (tiny: 3 heads, width 96) do not all split over tensor=2.
+TWO_TOWER_SMALL = (
+    "--config.data.world.resolution=32", "--config.data.max_len=8", "--config.model.image.width=48",
+    "--config.model.image.depth=1", "--config.model.image.num_heads=2", "--config.model.image.mlp_dim=64",
+    "--config.model.text.width=48", "--config.model.text.depth=1", "--config.model.text.num_heads=2",
+    "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16",
+)
+
+
+def two_tower_batch(n: int = 16, resolution: int = 32, length: int = 8, vocab_size: int = 40, seed: int = 1) -> dict:
+    """A host batch for two-tower methods: uint8 images [n, r, r, 3], int32 text [n, length] (last 2 tokens pad)."""
+    rng = np.random.default_rng(seed)
+    batch = {"image": rng.integers(0, 255, size=(n, resolution, resolution, 3), dtype=np.uint8),
+             "text": rng.integers(3, vocab_size, size=(n, length)).astype(np.int32)}
+    batch["text"][:, length - 2:] = 0  # padding
+    return batch
 
 
 def assert_matches(ref, got, label) -> None:

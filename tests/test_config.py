@@ -122,6 +122,7 @@ def test_every_presets_world_evals_fit_their_splits():
     ("train.batch_size=-4", r"config\.train\.batch_size=-4: must be an integer >= 1"),
     ("eval_every=-1", r"config\.eval_every=-1: must be an integer >= 0"),
     ("optim.total_steps=-1", r"config\.optim\.total_steps=-1: must be an integer >= 0"),
+    ("model.image.patch_size=(7, 7)", r"config\.model\.image\.patch_size=\(7, 7\) does not divide the 64x64 image"),
     ("method=clpi", r"unknown method 'clpi'; available: clip, .* \(did you mean clip"),
     ("evals.retrieval.kind=retreival", r"config\.evals\.retrieval\.kind: unknown evaluator 'retreival'"),
     # NOTE: an evaluator whose method hook is missing (text_lm has no encoders) fails at load, not after training.

@@ -7,10 +7,9 @@ Meshes on 8 forced CPU devices (tests/sharded_check.MESHES): data-parallel 8, FS
 tensor 2. Tolerance (tests/sharded_check.assert_matches): float32, 2e-5 relative on the loss and 1e-4 relative
 (of the global max) on gradients, i.e. the round-off of reordered reductions across shards.
 """
-import numpy as np
 import pytest
 
-from sharded_check import check_method_sharded
+from sharded_check import TWO_TOWER_SMALL, check_method_sharded, two_tower_batch
 
 from vljax.config import load_config
 
@@ -18,21 +17,14 @@ VOCAB = 40
 
 
 def _setup(method_name, preset="tiny"):
-    image = ["--config.model.image.width=48", "--config.model.image.depth=1", "--config.model.image.num_heads=2",
-             "--config.model.image.mlp_dim=64"]
+    overrides = list(TWO_TOWER_SMALL)
     if preset == "tiny_resnet":
         # NOTE: width 16 keeps every sharded conv dim (8 channels and up) divisible by the 8-way fsdp axis.
-        image = ["--config.model.image.width=16", "--config.model.image.layers=(1, 1)",
-                 "--config.model.image.num_heads=2", "--config.model.image.output_dim=16"]
-    cfg = load_config(f"configs/{method_name}.py:{preset}", [
-        "--config.data.world.resolution=32", "--config.data.max_len=8", *image,
-        "--config.model.text.width=48", "--config.model.text.depth=1",
-        "--config.model.text.num_heads=2", "--config.model.text.mlp_dim=64", "--config.model.embed_dim=16"])
-    rng = np.random.default_rng(1)
-    batch = {"image": rng.integers(0, 255, size=(16, 32, 32, 3), dtype=np.uint8),
-             "text": rng.integers(3, VOCAB, size=(16, 8)).astype(np.int32)}
-    batch["text"][:, 6:] = 0  # padding
-    return cfg, batch
+        overrides += ["--config.model.image.width=16", "--config.model.image.layers=(1, 1)",
+                      "--config.model.image.output_dim=16"]
+        overrides.remove("--config.model.image.depth=1")
+        overrides.remove("--config.model.image.mlp_dim=64")
+    return load_config(f"configs/{method_name}.py:{preset}", overrides), two_tower_batch(vocab_size=VOCAB)
 
 
 @pytest.mark.parametrize("method_name,preset", [("clip", "tiny"), ("siglip", "tiny"), ("clip", "tiny_resnet")])
@@ -47,7 +39,8 @@ from vljax import sharding as shard_lib
 from vljax.config import load_config
 from vljax.train import loop
 cfg = load_config("configs/clip.py:tiny", ["--config.data.world.resolution=32", "--config.data.max_len=16",
-                                           "--config.train.batch_size=16", "--config.mesh.data=4", "--config.mesh.fsdp=2"])
+                                           "--config.train.batch_size=16", "--config.mesh.data=4",
+                                           "--config.mesh.fsdp=2"])
 exp = loop.Experiment(cfg, "unused")
 state, shardings = exp.abstract_state()
 batch = {"image": np.zeros((16, 32, 32, 3), np.uint8), "text": np.ones((16, 16), np.int32)}

@@ -35,7 +35,7 @@ def get_config(arg="tiny"):
 
 
 def get_sweep(arg="tiny"):
-    return {{"grid": [{{"train.steps": 3}}, {{"model.image.patch_size": (7, 7)}}],
+    return {{"grid": [{{"train.steps": 3}}, {{"model.text.num_heads": 5, "data.world.objects.count": (1, 3)}}],
              "typo": [{{"train.stepz": 2}}]}}
 '''
 
@@ -114,7 +114,7 @@ def test_preempted_point_is_incomplete_not_failed_and_shadowed_keys_are_named(tm
     """A point whose trainer exits 143 (SIGTERM, checkpoint saved) stays 'incomplete' with no error.json; a --config
     key that a point also sets is named in a note."""
     class Stopped:  # NOTE: stands in for the point's subprocess, which a preemption stopped
-        returncode = 143
+        returncode, pid = 143, 0
 
         def poll(self):
             return self.returncode
@@ -131,6 +131,68 @@ def test_preempted_point_is_incomplete_not_failed_and_shadowed_keys_are_named(tm
     assert not list((tmp_path / "r").glob("*/error.json"))
     assert sum("stopped by a signal" in line and "rerun the sweep to resume" in line for line in lines) == 2
     assert any("note: the points set train.steps themselves" in line for line in lines)
+
+
+def test_a_signal_to_the_sweep_reaches_its_points_and_the_tables_are_written(tmp_path, monkeypatch):
+    """SIGTERM to the sweep process: the running point gets it (it saves a checkpoint and exits 143), no new point
+    starts, its wall time is kept, the tables are current, and the sweep raises SweepStopped (the CLI exits 143)."""
+    import signal
+
+    class Trainer:  # NOTE: stands in for run_point: alive until it gets a signal, then exits as vljax train does
+        returncode = None
+        pid = os.getpid()
+
+        def __init__(self, workdir):
+            (workdir / sweep.LOG_FILE).write_text("training\n")
+            self.polls = 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # NOTE: e.g. the scheduler's preemption of the sweep
+            return self.returncode
+
+        def send_signal(self, signum):
+            self.returncode = 128 + signum
+
+    launched = []
+    monkeypatch.setattr(sweep, "_launch", lambda workdir, env: launched.append(Trainer(workdir)) or launched[-1])
+    lines = []
+    with pytest.raises(sweep.SweepStopped) as stopped:
+        sweep.run_sweep(_write_config(tmp_path) + ":tiny", "grid", tmp_path / "r", echo=lines.append)
+    assert stopped.value.exit_code == 143 and len(launched) == 1  # the second point never started
+    assert any("SIGTERM: the running points save a checkpoint" in line for line in lines)
+    rows = {r["status"]: r for r in stopped.value.rows}
+    assert sorted(rows) == ["incomplete", "planned"] and rows["incomplete"]["wall_time_s"] > 0
+    assert not list((tmp_path / "r").glob("*/error.json")) and not list((tmp_path / "r").glob("*/running.json"))
+    assert (tmp_path / "r" / "results.csv").exists()
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_a_point_another_process_trains_is_skipped_and_a_stale_lock_removed(tmp_path, monkeypatch):
+    import socket
+
+    started = []
+    monkeypatch.setattr(sweep, "_launch", lambda workdir, env: started.append(workdir) or _Done())
+    cfg = _write_config(tmp_path)
+    sweep.run_sweep(cfg + ":tiny", "grid", tmp_path / "r", plan_only=True, echo=lambda _: None)
+    first, second = sorted((tmp_path / "r").glob("*/point.json"))
+    first.parent.joinpath(sweep.LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    second.parent.joinpath(sweep.LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(),
+                                                                   "pid": int(dead.stdout)}))
+    lines = []
+    sweep.run_sweep(cfg + ":tiny", "grid", tmp_path / "r", echo=lines.append)
+    assert started == [second.parent]  # the live lock's point is left to its trainer; the stale lock is gone
+    assert any(f"being trained by {socket.gethostname()} pid {os.getpid()}" in line for line in lines)
+
+
+class _Done:
+    """A point's subprocess that exits at once with an error (the test only follows the scheduling)."""
+    returncode, pid = 1, 0
+
+    def poll(self):
+        return self.returncode
 
 
 def test_sweep_runs_records_failure_skips_finished_and_reports(tmp_path):
@@ -159,7 +221,8 @@ def test_sweep_runs_records_failure_skips_finished_and_reports(tmp_path):
     for r in jsonl:
         by_status.setdefault(r["status"], []).append(r)
     assert len(by_status["finished"]) == 1 and len(by_status["failed"]) == 1
-    assert by_status["failed"][0]["error"] == "ValueError: image size (32, 32) is not divisible by patch_size (7, 7)"
+    # NOTE: a point that validates and then fails in its trainer (the model's own check).
+    assert by_status["failed"][0]["error"] == "ValueError: width 32 is not divisible by num_heads=5; set head_dim"
     for r in by_status["finished"]:
         point = json.loads((root / r["id"] / "point.json").read_text())
         flops = two_tower_flops(sweep.point_config(point))
@@ -176,7 +239,7 @@ def test_sweep_runs_records_failure_skips_finished_and_reports(tmp_path):
     # Rerun: finished points are skipped, the failed one is retried (and fails again).
     failed_id = by_status["failed"][0]["id"]
     point = json.loads((root / failed_id / "point.json").read_text())
-    assert sweep.point_config(point).model.image.patch_size == (7, 7)  # the tuple survives JSON
+    assert sweep.point_config(point).data.world.objects.count == (1, 3)  # the tuple survives JSON
     wall = {r["id"]: r["wall_time_s"] for r in jsonl}
     mtimes = {r["id"]: (root / r["id"] / "results.json").stat().st_mtime for r in by_status["finished"]}
     again = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=600)
@@ -242,9 +305,28 @@ def test_report_recovers_known_exponents_and_compares(tmp_path):
     assert comp.paired and comp.significant and comp.diff == pytest.approx(0.10, abs=0.02)
     assert "| clip | siglip |" in text and "RuntimeError: boom" in text
     clip_acc = [p["zeroshot/shape_acc"] for p in points if p["method"] == "clip"]
-    assert f"| clip | 7 | {np.mean(clip_acc):.4f} ± {np.std(clip_acc):.4f} | {max(clip_acc):.4f} |" in text
+    assert f"| clip | 7 | {np.mean(clip_acc):.4f} ± {np.std(clip_acc, ddof=1):.4f} | {max(clip_acc):.4f} |" in text
     assert (root / "scaling.png").stat().st_size > 0 and (root / "frontier.png").stat().st_size > 0
     assert "| broken |" in text and text.count("failed") >= 1
+    assert "R² " in text and "left out" not in text
+    # The bootstrap does not depend on the row order.
+    again = report.fit_groups(points[::-1], "method", n_boot=200, level=0.9)
+    assert again["clip"][1].interval("a") == fits["clip"][1].interval("a")
+
+
+def test_report_names_the_points_it_leaves_out_and_flags_a_flat_fit(tmp_path):
+    """A run at accuracy 1 (error 0) is listed with the reason, not silently dropped; a group whose error does not
+    fall with compute is flagged; a metric outside [0, 1] is refused."""
+    root, _ = _synthetic_root(tmp_path, {"clip": (0.05, 0.1)})  # error rising with compute
+    best = sorted(root.glob("*/results.json"))[0]
+    res = json.loads(best.read_text())
+    res["zeroshot/shape_acc"] = 1.0
+    best.write_text(json.dumps(res))
+    text = report.write_sweep_report(root, n_boot=50).read_text()
+    assert f"| {best.parent.name} | zeroshot/shape_acc = 1 (error 0 has no logarithm) |" in text
+    assert "a >= 0: the error does not fall with compute here" in text
+    with pytest.raises(ValueError, match=r"metric 'train_steps' is not in \[0, 1\]"):
+        report.write_sweep_report(root, metric="train_steps", n_boot=50)
 
 
 def test_report_rejects_unknown_metric_column_and_bad_options(tmp_path):

@@ -133,8 +133,25 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Non
     for field, source in (init.items() if isinstance(init, ml_collections.ConfigDict) else ()):
         if source:
             _check_init_source(f"init.{field}", str(source), check_paths)
+    _check_patch_size(cfg)
     if _get(cfg, "method") is not None:
         _check_method(cfg)
+
+
+def _check_patch_size(cfg: ml_collections.ConfigDict) -> None:
+    """A ViT image tower's explicit patch_size divides the image (model.image.image_size or the world's
+    resolution); the model would refuse it only when built, in the training process."""
+    image = _get(cfg, "model.image")
+    if not isinstance(image, ml_collections.ConfigDict) or image.get("arch", "vit") != "vit":
+        return
+    patch, size = image.get("patch_size"), image.get("image_size") or _get(cfg, "data.world.resolution")
+    if not patch or not size:
+        return
+    ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if h % ph or w % pw:
+        raise ConfigError(f"config.model.image.patch_size={(ph, pw)} does not divide the {h}x{w} image "
+                          f"(config.data.world.resolution / model.image.image_size)")
 
 
 def _check_method(cfg: ml_collections.ConfigDict) -> None:

@@ -178,11 +178,14 @@ def _tokenizer(args) -> int:
 
 def _sweep(args, overrides: list[str]) -> int:
     from vljax.config import ConfigError
-    from vljax.experiments.sweep import run_sweep
+    from vljax.experiments.sweep import SweepStopped, run_sweep
 
     try:
         rows = run_sweep(args.config, args.sweep, args.root, parallel=args.parallel, cli_overrides=overrides,
                          plan_only=args.dry_run)
+    except SweepStopped as e:
+        print(f"[sweep] {e}", flush=True)
+        return e.exit_code
     except ConfigError as e:
         print(f"vljax: config error: {e}", file=sys.stderr)
         return 2

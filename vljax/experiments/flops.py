@@ -244,7 +244,8 @@ def two_tower_flops(config, *, batch_size: int = 0) -> TwoTowerFlops:
     txt = text_flops(int(config.data.max_len), int(t.width), int(t.depth), int(t.num_heads), int(t.mlp_dim),
                      pool=t.get("pool", "last"), activation=t.get("activation", "gelu"))
     embed = _pos_int("config.model.embed_dim", m.embed_dim)
-    # NOTE: img_proj_kind 'none' (CLIP's ResNets, SigLIP) has no image projection.
+    # NOTE: img_proj_kind 'none' (CLIP's ResNets, whose attention pool projects) has no image projection; the
+    # SigLIP configs keep the linear one.
     img_proj = 0 if m.get("img_proj_kind", "linear") == "none" else img_width
     proj = 2.0 * embed * (img_proj + int(t.width))
     loss = 2.0 * int(batch_size) * embed if batch_size else 0.0

@@ -22,18 +22,50 @@ def _num(v: Any) -> float:
         return math.nan
 
 
+def _accuracy_names(rows: Sequence[dict]) -> list[str]:
+    return sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and "/" in k})
+
+
 def scaling_points(rows: Sequence[dict], metric: str) -> list[dict]:
-    """Finished rows -> rows with 'error' = 1 - metric, keeping those with compute > 0 and 0 < error."""
+    """Finished rows -> rows with 'error' = 1 - metric, keeping those with compute > 0 and 0 < error.
+
+    metric must be an accuracy-like column in [0, 1] (error = 1 - metric); left_out_points names the rows dropped.
+    """
     finished = [r for r in rows if r.get("status") == "finished"]
     if finished and not any(metric in r for r in finished):
-        names = sorted({k for r in finished for k, v in r.items() if isinstance(v, (int, float)) and "/" in k})
-        raise ValueError(f"metric {metric!r} is in no finished row; available: {', '.join(names)}")
+        raise ValueError(f"metric {metric!r} is in no finished row; available: {', '.join(_accuracy_names(finished))}")
+    values = [_num(r.get(metric)) for r in finished]
+    outside = [v for v in values if math.isfinite(v) and not 0.0 <= v <= 1.0]
+    if outside:
+        raise ValueError(f"metric {metric!r} is not in [0, 1] (e.g. {outside[0]:g}): the fits use error = 1 - metric; "
+                         f"pick an accuracy, e.g. one of {', '.join(_accuracy_names(finished)[:6])}")
     out = []
-    for r in finished:
-        c, acc = _num(r.get("compute")), _num(r.get(metric))
+    for r, acc in zip(finished, values):
+        c = _num(r.get("compute"))
         if math.isfinite(c) and c > 0 and math.isfinite(acc) and acc < 1.0:
             out.append(dict(r, error=1.0 - acc))
     return out
+
+
+def left_out_points(rows: Sequence[dict], metric: str) -> list[tuple[str, str]]:
+    """Finished rows that scaling_points drops -> [(id, why)]: a log-log fit cannot use error 0 or no compute."""
+    out = []
+    for r in rows:
+        if r.get("status") != "finished":
+            continue
+        c, acc = _num(r.get("compute")), _num(r.get(metric))
+        if not (math.isfinite(c) and c > 0):
+            out.append((r["id"], "no compute count (flops_error / samples_seen)"))
+        elif not math.isfinite(acc):
+            out.append((r["id"], f"no {metric}"))
+        elif acc >= 1.0:
+            out.append((r["id"], f"{metric} = 1 (error 0 has no logarithm)"))
+    return out
+
+
+def _by_compute(points: Sequence[dict]) -> list[dict]:
+    """Points in a fixed order (compute, id): the bootstrap's resamples then do not depend on the row order."""
+    return sorted(points, key=lambda p: (p["compute"], str(p.get("id", ""))))
 
 
 def pareto_frontier(compute: np.ndarray, error: np.ndarray) -> np.ndarray:
@@ -69,7 +101,7 @@ def fit_groups(points: Sequence[dict], group_by: str, *, n_boot: int, level: flo
     """Points -> {group: (OLS log-log fit, bootstrap or None)} or {group: reason it cannot be fitted}."""
     out: dict[str, Any] = {}
     for g in sorted({str(p.get(group_by)) for p in points}):
-        sel = [p for p in points if str(p.get(group_by)) == g]
+        sel = _by_compute([p for p in points if str(p.get(group_by)) == g])
         c = np.array([p["compute"] for p in sel])
         e = np.array([p["error"] for p in sel])
         if len(np.unique(c)) < 2:
@@ -87,9 +119,10 @@ def compare_groups(points: Sequence[dict], group_by: str, groups: Sequence[str],
     """Every pair of fitted groups -> bootstrap CI of the exponent difference (paired when runs correspond)."""
     out = []
     for ga, gb in itertools.combinations(groups, 2):
-        sa = [p for p in points if str(p.get(group_by)) == ga]
-        sb = [p for p in points if str(p.get(group_by)) == gb]
-        if min(len(sa), len(sb)) < 4:
+        sa = _by_compute([p for p in points if str(p.get(group_by)) == ga])
+        sb = _by_compute([p for p in points if str(p.get(group_by)) == gb])
+        # NOTE: the fits' rule: more than 3 distinct compute values, else resampling means nothing.
+        if min(len({p["compute"] for p in sa}), len({p["compute"] for p in sb})) <= 3:
             continue
         skip = _group_defining_keys(sa, sb)
         sa = sorted(sa, key=lambda p: _override_key(p, skip))
@@ -179,8 +212,8 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
     root = Path(root)
     if not 0 < level < 1:
         raise ValueError(f"level={level}: a confidence level is in (0, 1)")
-    if n_boot < 1:
-        raise ValueError(f"n_boot={n_boot}: needs at least one bootstrap resample")
+    if n_boot < 2:
+        raise ValueError(f"n_boot={n_boot}: needs at least 2 bootstrap resamples")
     if not any(root.glob("*/point.json")):
         raise FileNotFoundError(f"no sweep points under {root} (expected {root}/<id>/point.json)")
     rows = collect(root)
@@ -215,9 +248,14 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
         vals = np.array([_num(r.get(metric)) for r in rows if str(r.get(group_by)) == g and r["status"] == "finished"])
         vals = vals[np.isfinite(vals)]
         if vals.size:
-            summary.append([g, vals.size, f"{vals.mean():.4f} ± {vals.std():.4f}", float(vals.max())])
-    lines += _table([group_by, "finished", f"{metric} mean ± std", "best"], summary) if summary else [
+            spread = f"{vals.std(ddof=1):.4f}" if vals.size > 1 else "n/a"
+            summary.append([g, vals.size, f"{vals.mean():.4f} ± {spread}", float(vals.max())])
+    lines += _table([group_by, "finished", f"{metric} mean ± std (ddof 1)", "best"], summary) if summary else [
         "No finished points."]
+    left_out = left_out_points(rows, metric)
+    if left_out:
+        lines += ["", f"{len(left_out)} finished point(s) left out of the fits and the frontier:", ""]
+        lines += _table(["id", "why"], [list(x) for x in left_out])
     fits = fit_groups(points, group_by, n_boot=n_boot, level=level, seed=seed)
     pct = f"{100 * level:.0f}%"
     lines += ["", f"## Scaling fits: E = b * C^a (log-log least squares, {pct} bootstrap CIs, {n_boot} resamples)", ""]
@@ -229,8 +267,12 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
         fit, boot = item
         ci_a = "[{:.3f}, {:.3f}]".format(*boot.interval("a")) if boot else "n/a (<= 3 compute values)"
         ci_b = "[{:.3g}, {:.3g}]".format(*boot.interval("b")) if boot else ""
-        fit_rows.append([g, fit.n_points, f"{fit.a:.3f}", ci_a, f"{fit.b:.4g}", ci_b,
-                         f"rmse(log10) {fit.rmse_log10:.3f}"])
+        notes = [f"rmse(log10) {fit.rmse_log10:.3f}", f"R² {fit.r2_log10:.2f}"]
+        if fit.a >= 0:
+            notes.append("a >= 0: the error does not fall with compute here")
+        elif boot and boot.interval("a")[1] >= 0:
+            notes.append("the CI of a reaches 0: no trend resolved")
+        fit_rows.append([g, fit.n_points, f"{fit.a:.3f}", ci_a, f"{fit.b:.4g}", ci_b, "; ".join(notes)])
         sel = [p for p in points if str(p.get(group_by)) == g]
         series.append(FitSeries(g, np.array([p["compute"] for p in sel]), np.array([p["error"] for p in sel]),
                                 fit, bootstrap=boot))
@@ -248,7 +290,7 @@ def write_sweep_report(root: str | Path, *, group_by: str = "method", metric: st
                         [[a, b, f"{c.diff:.3f}", f"[{c.ci[0]:.3f}, {c.ci[1]:.3f}]", "yes" if c.significant else "no",
                           f"{c.p_value:.3f}", "yes" if c.paired else "no"] for a, b, c in comparisons])
     else:
-        lines += ["Needs two groups with at least 4 fitted points each."]
+        lines += ["Needs two fitted groups with more than 3 distinct compute values each."]
     lines += ["", "## Compute frontier", "",
               "Runs that no cheaper run beats (lowest error at or below their compute):", ""]
     if points:

@@ -14,7 +14,10 @@ import json
 import math
 import os
 import re
+import signal
+import socket
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from vljax.config import ConfigError, load_config, load_module, set_overrides, s
 
 POINT_FILE = "point.json"
 RESULTS_FILE = "results.json"
+LOCK_FILE = "running.json"  # NOTE: a point's trainer is alive: host, pids; removed when it exits.
 PREEMPTED_EXIT_CODES = (130, 143)  # NOTE: 128 + SIGINT / SIGTERM: vljax.train.loop.Preempted.exit_code.
 ERROR_FILE = "error.json"
 LOG_FILE = "log.txt"
@@ -127,12 +131,67 @@ def _last_error_line(log: str, returncode: int) -> str:
     return lines[-1] if lines else f"exit code {returncode} with no output"
 
 
+class SweepStopped(Exception):
+    """A SIGINT / SIGTERM stopped the sweep: its running points saved a checkpoint, the tables are current.
+
+    exit_code: 128 + the signal number (130 / 143), as `vljax train` exits when preempted.
+    """
+
+    def __init__(self, signum: int, rows: list[dict[str, Any]]):
+        self.signum, self.rows, self.exit_code = signum, rows, 128 + int(signum)
+        super().__init__(f"stopped by {signal.Signals(signum).name}; the running points saved a checkpoint; rerun "
+                         f"the same command to resume")
+
+
 def _launch(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
     log = open(workdir / LOG_FILE, "ab")
     cmd = [sys.executable, "-m", "vljax.experiments.run_point", str(workdir / POINT_FILE)]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
     log.close()
     return proc
+
+
+def _lock_holder(workdir: Path) -> str | None:
+    """-> who trains this point now ('host pid N'), or None; a lock left by a process gone from this host is
+    removed (one on another host cannot be checked and is reported)."""
+    path = workdir / LOCK_FILE
+    if not path.exists():
+        return None
+    try:
+        lock = json.loads(path.read_text())
+        host, pid = str(lock["host"]), int(lock["pid"])
+    except (ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            return None
+        except PermissionError:
+            pass
+    return f"{host} pid {pid}"
+
+
+def _forward_signals(stop: dict, running: list, echo: Callable[[str], None]):
+    """Installs SIGINT / SIGTERM handlers that record the signal and pass it to the running points (each saves a
+    checkpoint and exits 130 / 143); -> a function that restores the previous handlers. Outside the main thread
+    (where Python cannot install handlers) nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        if stop.get("signal") is None:
+            stop["signal"] = signum
+            echo(f"[sweep] {signal.Signals(signum).name}: the running points save a checkpoint and stop; no new "
+                 f"point starts")
+        for _, _, proc, _ in list(running):
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]
 
 
 def _summary(results: dict[str, float], keys: int = 3) -> str:
@@ -192,33 +251,12 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
             continue
         queue.append((tag, workdir))
     running: list[tuple[str, Path, subprocess.Popen, float]] = []
-    while queue or running:
-        while queue and len(running) < parallel:
-            tag, workdir = queue.pop(0)
-            (workdir / ERROR_FILE).unlink(missing_ok=True)
-            resumed = (workdir / "checkpoints").exists()
-            echo(f"{tag}: {'resuming' if resumed else 'started'}")
-            running.append((tag, workdir, _launch(workdir, run_env), time.time()))
-        time.sleep(0.2)
-        for item in list(running):
-            tag, workdir, proc, t0 = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            wall = time.time() - t0
-            _add_wall_time(workdir, wall)
-            if proc.returncode == 0 and _finished(workdir):
-                res = json.loads((workdir / RESULTS_FILE).read_text())
-                echo(f"{tag}: done in {wall:.1f}s {_summary(res)}")
-            elif proc.returncode in PREEMPTED_EXIT_CODES:
-                echo(f"{tag}: stopped by a signal after {wall:.1f}s, checkpoint saved (exit {proc.returncode}); "
-                     f"rerun the sweep to resume it")
-            else:
-                log = _tail(workdir / LOG_FILE)
-                err = {"returncode": proc.returncode, "error": _last_error_line(log, proc.returncode),
-                       "log_tail": log}
-                (workdir / ERROR_FILE).write_text(json.dumps(err, indent=2))
-                echo(f"{tag}: FAILED (exit {proc.returncode}) {err['error']}  [log: {workdir / LOG_FILE}]")
+    stop: dict[str, Any] = {}
+    restore_handlers = _forward_signals(stop, running, echo)
+    try:
+        _run_queue(queue, running, parallel, stop, run_env, echo)
+    finally:
+        restore_handlers()
     # NOTE: the table covers every point under root (several sweeps may share it); the return
     # value and the summary only this sweep's points.
     rows = [r for r in collect(root) if r["id"] in ids]
@@ -226,7 +264,51 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
     shown = [f"{n} {s}" for s, n in counts.items() if n or s != "planned"]
     echo(f"[sweep] {sweep}: {len(rows)} points, " + ", ".join(shown)
          + f"; table: {root / 'results.csv'}")
+    if stop.get("signal") is not None:
+        raise SweepStopped(stop["signal"], rows)
     return rows
+
+
+def _run_queue(queue: list, running: list, parallel: int, stop: dict, run_env: dict, echo) -> None:
+    """Trains the queued points, `parallel` at a time, until the queue is empty or a signal stopped the sweep (then
+    the running points are waited for: they save a checkpoint and exit)."""
+    while (queue and stop.get("signal") is None) or running:
+        while queue and len(running) < parallel and stop.get("signal") is None:
+            tag, workdir = queue.pop(0)
+            holder = _lock_holder(workdir)
+            if holder is not None:
+                echo(f"{tag}: being trained by {holder} ({workdir / LOCK_FILE}); skipped")
+                continue
+            (workdir / ERROR_FILE).unlink(missing_ok=True)
+            resumed = (workdir / "checkpoints").exists()
+            echo(f"{tag}: {'resuming' if resumed else 'started'}")
+            proc = _launch(workdir, run_env)
+            (workdir / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid,
+                                                         "sweep_pid": os.getpid()}))
+            running.append((tag, workdir, proc, time.time()))
+        time.sleep(0.2)
+        for item in list(running):
+            tag, workdir, proc, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            (workdir / LOCK_FILE).unlink(missing_ok=True)
+            wall = time.time() - t0
+            _add_wall_time(workdir, wall)
+            if proc.returncode == 0 and _finished(workdir):
+                res = json.loads((workdir / RESULTS_FILE).read_text())
+                echo(f"{tag}: done in {wall:.1f}s {_summary(res)}")
+            elif proc.returncode in PREEMPTED_EXIT_CODES or (stop.get("signal") is not None and proc.returncode):
+                # NOTE: a point the sweep's own signal reached before the trainer's handlers were up exits with
+                # another code; it is stopped too, not failed.
+                echo(f"{tag}: stopped by a signal after {wall:.1f}s (exit {proc.returncode}); "
+                     f"rerun the sweep to resume it")
+            else:
+                log = _tail(workdir / LOG_FILE)
+                err = {"returncode": proc.returncode, "error": _last_error_line(log, proc.returncode),
+                       "log_tail": log}
+                (workdir / ERROR_FILE).write_text(json.dumps(err, indent=2))
+                echo(f"{tag}: FAILED (exit {proc.returncode}) {err['error']}  [log: {workdir / LOG_FILE}]")
 
 
 def _add_wall_time(workdir: Path, seconds: float) -> None:
