@@ -104,9 +104,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 def get_sweep(arg: str = "tiny"):
     """Named sweeps {name: [override dicts]} for `vljax sweep --config configs/clip.py:tiny --sweep NAME`.
 
-    scaling: model width x training steps (compute spans 1.7 decades, 1.8 for tiny_resnet) for power-law fits;
-    for the ResNet preset the image side scales the ResNet's stem width (8, 16, 32) next to the text width.
-    Defined for the tiny presets only (the larger ones name their image tower by variant, B/16, RN50, ...).
+    scaling: model width x training steps (compute spans 1.7 decades; tiny_resnet 1.8, tiny_conv 1.05) for
+    power-law fits; for the ResNet preset the image side scales the ResNet's stem width (8, 16, 32) next to the
+    text width. Defined for the tiny presets only (the larger ones name their image tower by variant, B/16, RN50, ...).
     seeds: the preset at three seeds (run-to-run noise).
     attribute_drop: the probability of dropping each size / color word from a training caption, 0 to 0.9
     (docs/clip_shape_study.md, caption attribute dropout).

@@ -146,9 +146,26 @@ def test_a_methods_check_config_hook_runs_at_load(spec, override, match):
 
 
 def test_every_evaluator_declares_its_method_hooks():
+    """METHOD_HOOKS covers every evaluator and every `method.<hook>` its module (or the generation helpers it calls)
+    reads, so a method without one fails at load, not after training."""
+    import re
+    from pathlib import Path
+
     from vljax import eval as ev
 
     assert set(ev.METHOD_HOOKS) == set(ev.EVALUATORS)
+    folder = Path(ev.__file__).parent
+    uses = lambda text: set(re.findall(r"\bmethod\.([a-z]\w*)", text))
+    generation = uses((folder / "generation.py").read_text())
+    for kind, hooks in ev.METHOD_HOOKS.items():
+        text = (folder / f"{ev._MODULES.get(kind, kind)}.py").read_text()
+        used = uses(text)
+        if re.search(r"\bgeneration\.\w+\(|from vljax\.eval\.generation import", text) or kind == "generation":
+            # NOTE: select_text is read by build_prompts only (the generation and prior_probe evaluators).
+            used |= generation - ({"select_text"} if "build_prompts(" not in text and kind != "generation" else set())
+        declared = {h for alt in hooks for h in alt.split("|")}
+        # NOTE: config / data_spec are the method interface's required parts, checked by get_method.
+        assert used - declared - {"data_spec", "build", "init_params", "make_loss"} == set(), kind
 
 
 def test_config_path_must_be_a_python_file(tmp_path):

@@ -158,6 +158,7 @@ def test_a_signal_to_the_sweep_reaches_its_points_and_the_tables_are_written(tmp
     launched = []
     monkeypatch.setattr(sweep, "_launch", lambda workdir, env: launched.append(Trainer(workdir)) or launched[-1])
     lines = []
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(sweep.SweepStopped) as stopped:
         sweep.run_sweep(_write_config(tmp_path) + ":tiny", "grid", tmp_path / "r", echo=lines.append)
     assert stopped.value.exit_code == 143 and len(launched) == 1  # the second point never started
@@ -166,7 +167,7 @@ def test_a_signal_to_the_sweep_reaches_its_points_and_the_tables_are_written(tmp
     assert sorted(rows) == ["incomplete", "planned"] and rows["incomplete"]["wall_time_s"] > 0
     assert not list((tmp_path / "r").glob("*/error.json")) and not list((tmp_path / "r").glob("*/running.json"))
     assert (tmp_path / "r" / "results.csv").exists()
-    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
 
 
 def test_a_point_another_process_trains_is_skipped_and_a_stale_lock_removed(tmp_path, monkeypatch):
@@ -185,6 +186,11 @@ def test_a_point_another_process_trains_is_skipped_and_a_stale_lock_removed(tmp_
     sweep.run_sweep(cfg + ":tiny", "grid", tmp_path / "r", echo=lines.append)
     assert started == [second.parent]  # the live lock's point is left to its trainer; the stale lock is gone
     assert any(f"being trained by {socket.gethostname()} pid {os.getpid()}" in line for line in lines)
+    # A pid that now names another process (its start time differs from the lock's) is stale too.
+    first.parent.joinpath(sweep.LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                                  "start": "1"}))
+    assert sweep._lock_holder(first.parent) is None and not first.parent.joinpath(sweep.LOCK_FILE).exists()
+    assert sweep._take_lock(first.parent) is None and sweep._take_lock(first.parent) is not None  # one taker
 
 
 class _Done:

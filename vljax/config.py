@@ -9,12 +9,14 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import numbers
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
 import ml_collections
+import numpy as np
 
 
 class ConfigError(ValueError):
@@ -139,19 +141,31 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Non
 
 
 def _check_patch_size(cfg: ml_collections.ConfigDict) -> None:
-    """A ViT image tower's explicit patch_size divides the image (model.image.image_size or the world's
-    resolution); the model would refuse it only when built, in the training process."""
-    image = _get(cfg, "model.image")
-    if not isinstance(image, ml_collections.ConfigDict) or image.get("arch", "vit") != "vit":
-        return
-    patch, size = image.get("patch_size"), image.get("image_size") or _get(cfg, "data.world.resolution")
-    if not patch or not size:
-        return
-    ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if h % ph or w % pw:
-        raise ConfigError(f"config.model.image.patch_size={(ph, pw)} does not divide the {h}x{w} image "
-                          f"(config.data.world.resolution / model.image.image_size)")
+    """A ViT tower's patch size (explicit, or its variant's: 'B/16') divides the images it gets (the world's
+    resolution); the model would refuse it only when built, in the training process. Checks model.image and the
+    LVLMs' model.vision."""
+    from vljax.models.vit import vit_config
+
+    size = _get(cfg, "data.world.resolution")
+    for key in ("model.image", "model.vision"):
+        tower = _get(cfg, key)
+        if not isinstance(tower, ml_collections.ConfigDict) or tower.get("arch", "vit") != "vit" or not size:
+            continue
+        patch = tower.get("patch_size")
+        if patch is None and tower.get("variant"):
+            try:
+                patch = vit_config(str(tower.variant)).get("patch_size")
+            except ValueError as e:
+                raise ConfigError(f"config.{key}.variant: {e}") from None
+        if patch is None:
+            continue
+        patch = (patch,) if isinstance(patch, int) else tuple(patch)
+        if len(patch) not in (1, 2) or not all(isinstance(x, int) and x > 0 for x in patch):
+            raise ConfigError(f"config.{key}.patch_size={patch}: expected one or two positive ints")
+        ph, pw = patch * 2 if len(patch) == 1 else patch
+        if size % ph or size % pw:
+            raise ConfigError(f"config.{key}.patch_size={(ph, pw)} does not divide the {size}x{size} images "
+                              f"(config.data.world.resolution)")
 
 
 def _check_method(cfg: ml_collections.ConfigDict) -> None:
@@ -305,17 +319,24 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:
-    """A Python value for a key (a sweep point's) -> the value in the current value's type, as _parse_value gives
-    for the same text on the command line (int -> float, list <-> tuple); another type raises naming the key."""
+    """A Python value for a key (a sweep point's) -> the value in the current value's type: int -> float, numpy
+    numbers -> Python ones, list <-> tuple; a number for a tuple key is kept (e.g. patch_size=16); another type
+    raises naming the key."""
     if current is None or isinstance(current, ml_collections.ConfigDict):
         return value
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    is_int = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
     if isinstance(current, (tuple, list)):
-        return type(current)(value) if isinstance(value, (tuple, list)) else type(current)((value,))
-    if type(value) is not type(current):
-        raise ConfigError(f"config.{key}={value!r}: expected {type(current).__name__}, got {type(value).__name__}")
-    return value
+        return type(current)(value) if isinstance(value, (tuple, list)) else value
+    if isinstance(current, bool) and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(current, int) and not isinstance(current, bool) and is_int(value):
+        return int(value)
+    if isinstance(current, float) and (is_int(value) or isinstance(value, numbers.Real)) \
+            and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(current, str) and isinstance(value, str):
+        return value
+    raise ConfigError(f"config.{key}={value!r}: expected {type(current).__name__}, got {type(value).__name__}")
 
 
 def set_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ METHOD_HOOKS = {
     "vqa": _GENERATE,
     "pope": _GENERATE,
     "grounding": _GENERATE,
-    "prior_probe": ("lvlm_logits", "make_example", "select_text", "build_static", "prompt_ids"),
+    "prior_probe": ("lvlm_logits", "make_example", "select_text") + _GENERATE,
     "localization": (),
 }
 

@@ -229,6 +229,8 @@ def vit_dims(image: Mapping[str, Any]) -> dict:
     missing = [k for k in ("width", "depth", "num_heads", "mlp_dim", "patch_size") if k not in dims]
     if missing:
         raise ValueError(f"config.model.image lacks {missing} (give variant='B/16' or the fields)")
+    patch = (dims["patch_size"],) if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
+    dims["patch_size"] = patch * 2 if len(patch) == 1 else patch  # NOTE: one number = square, as the ViT reads it
     return dims
 
 

@@ -17,8 +17,8 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -72,15 +72,6 @@ def point_id(config_spec: str, overrides: dict[str, Any], cli_overrides: Sequenc
     return f"{slug}-{digest}"
 
 
-def _current(cfg, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        if part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def point_config(point: dict[str, Any], *, check_paths: bool = False):
     """point.json contents -> the ConfigDict it trains (spec, then CLI overrides, then sweep overrides), validated.
 
@@ -88,12 +79,8 @@ def point_config(point: dict[str, Any], *, check_paths: bool = False):
     from their point.json after such a source may have moved; the trainer checks when it loads them).
     """
     cfg = load_config(point["config"], point.get("cli_overrides", []), check_paths=False)
-    overrides = dict(point.get("overrides", {}))
-    for key, value in overrides.items():
-        # NOTE: JSON has no tuples; restore them where the config holds one (e.g. patch_size).
-        if isinstance(value, list) and isinstance(_current(cfg, key), tuple):
-            overrides[key] = tuple(value)
-    set_overrides(cfg, overrides)
+    # NOTE: JSON has no tuples; set_overrides gives a list the type the config holds (e.g. a tuple count).
+    set_overrides(cfg, dict(point.get("overrides", {})))
     validate(cfg, check_paths=check_paths)
     return cfg
 
@@ -151,6 +138,15 @@ def _launch(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
     return proc
 
 
+def _proc_start(pid: int) -> str | None:
+    """-> the process's start time in clock ticks since boot (Linux /proc), or None: with the pid, it names the
+    process, so a pid reused after a restart is not taken for the trainer that held the lock."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _lock_holder(workdir: Path) -> str | None:
     """-> who trains this point now ('host pid N'), or None; a lock left by a process gone from this host is
     removed (one on another host cannot be checked and is reported)."""
@@ -160,21 +156,51 @@ def _lock_holder(workdir: Path) -> str | None:
     try:
         lock = json.loads(path.read_text())
         host, pid = str(lock["host"]), int(lock["pid"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OSError):
         path.unlink(missing_ok=True)
         return None
     if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if Path("/proc").is_dir():
+            started = _proc_start(pid)
+            # NOTE: a start time that differs means the pid now names another process.
+            alive = started is not None and lock.get("start") in (None, started)
+        else:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+        if not alive:
             path.unlink(missing_ok=True)
             return None
-        except PermissionError:
-            pass
     return f"{host} pid {pid}"
 
 
-def _forward_signals(stop: dict, running: list, echo: Callable[[str], None]):
+def _take_lock(workdir: Path) -> str | None:
+    """Creates the point's lock (O_EXCL: of two sweeps reaching the point at once, one gets it) naming this
+    process; -> None when taken, else who holds it."""
+    path = workdir / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _lock_holder(workdir)  # NOTE: removes a stale lock, then the loop tries once more
+            if holder is not None:
+                return holder
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(_lock_record(os.getpid()), f)
+        return None
+    return _lock_holder(workdir) or "another sweep"
+
+
+def _lock_record(pid: int) -> dict:
+    return {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid), "sweep_pid": os.getpid()}
+
+
+def _forward_signals(stop: dict, running: list):
     """Installs SIGINT / SIGTERM handlers that record the signal and pass it to the running points (each saves a
     checkpoint and exits 130 / 143); -> a function that restores the previous handlers. Outside the main thread
     (where Python cannot install handlers) nothing is installed."""
@@ -182,13 +208,12 @@ def _forward_signals(stop: dict, running: list, echo: Callable[[str], None]):
         return lambda: None
 
     def handler(signum, frame):
-        if stop.get("signal") is None:
-            stop["signal"] = signum
-            echo(f"[sweep] {signal.Signals(signum).name}: the running points save a checkpoint and stop; no new "
-                 f"point starts")
+        # NOTE: forward first and print nothing here (the main loop says it): a print inside a handler that
+        # interrupted one can raise, and the points would then never hear of the signal.
         for _, _, proc, _ in list(running):
             if proc.poll() is None:
                 proc.send_signal(signum)
+        stop.setdefault("signal", signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     return lambda: [signal.signal(s, h) for s, h in previous.items()]
@@ -239,10 +264,14 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
         workdir.mkdir(exist_ok=True)
         point = {"id": pid, "config": config_spec, "sweep": sweep, "cli_overrides": list(cli_overrides),
                  "overrides": ov}
+        tag = f"[sweep] {i + 1}/{len(points)} {pid}"
+        holder = _lock_holder(workdir)
+        if holder is not None:  # NOTE: its own sweep keeps its point.json (wall time included) up to date.
+            echo(f"{tag}: being trained by {holder} ({workdir / LOCK_FILE}); skipped")
+            continue
         if (workdir / POINT_FILE).exists():
             point["wall_time_s"] = json.loads((workdir / POINT_FILE).read_text()).get("wall_time_s", 0.0)
-        (workdir / POINT_FILE).write_text(json.dumps(point, indent=2, default=repr))
-        tag = f"[sweep] {i + 1}/{len(points)} {pid}"
+        _write_json(workdir / POINT_FILE, point)
         if _finished(workdir):
             echo(f"{tag}: finished earlier, skipped")
             continue
@@ -252,9 +281,15 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
         queue.append((tag, workdir))
     running: list[tuple[str, Path, subprocess.Popen, float]] = []
     stop: dict[str, Any] = {}
-    restore_handlers = _forward_signals(stop, running, echo)
+    restore_handlers = _forward_signals(stop, running)
     try:
         _run_queue(queue, running, parallel, stop, run_env, echo)
+    except BaseException:
+        # NOTE: the sweep itself failed: its points stop with a checkpoint rather than train on unwatched.
+        for _, workdir, proc, _ in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        raise
     finally:
         restore_handlers()
     # NOTE: the table covers every point under root (several sweeps may share it); the return
@@ -269,13 +304,21 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
     return rows
 
 
+def _say_stop(stop: dict, echo) -> None:
+    """Prints, once, that a signal is stopping the sweep (from the main loop, not from the handler)."""
+    if stop.get("signal") is not None and not stop.get("said"):
+        stop["said"] = True
+        echo(f"[sweep] {signal.Signals(stop['signal']).name}: the running points save a checkpoint and stop; "
+             f"no new point starts")
+
+
 def _run_queue(queue: list, running: list, parallel: int, stop: dict, run_env: dict, echo) -> None:
     """Trains the queued points, `parallel` at a time, until the queue is empty or a signal stopped the sweep (then
     the running points are waited for: they save a checkpoint and exit)."""
     while (queue and stop.get("signal") is None) or running:
         while queue and len(running) < parallel and stop.get("signal") is None:
             tag, workdir = queue.pop(0)
-            holder = _lock_holder(workdir)
+            holder = _take_lock(workdir)
             if holder is not None:
                 echo(f"{tag}: being trained by {holder} ({workdir / LOCK_FILE}); skipped")
                 continue
@@ -283,9 +326,11 @@ def _run_queue(queue: list, running: list, parallel: int, stop: dict, run_env: d
             resumed = (workdir / "checkpoints").exists()
             echo(f"{tag}: {'resuming' if resumed else 'started'}")
             proc = _launch(workdir, run_env)
-            (workdir / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid,
-                                                         "sweep_pid": os.getpid()}))
+            _write_json(workdir / LOCK_FILE, _lock_record(proc.pid))
             running.append((tag, workdir, proc, time.time()))
+            if stop.get("signal") is not None:  # NOTE: the signal came while this point was being launched
+                proc.send_signal(stop["signal"])
+        _say_stop(stop, echo)
         time.sleep(0.2)
         for item in list(running):
             tag, workdir, proc, t0 = item
@@ -309,6 +354,14 @@ def _run_queue(queue: list, running: list, parallel: int, stop: dict, run_env: d
                        "log_tail": log}
                 (workdir / ERROR_FILE).write_text(json.dumps(err, indent=2))
                 echo(f"{tag}: FAILED (exit {proc.returncode}) {err['error']}  [log: {workdir / LOG_FILE}]")
+    _say_stop(stop, echo)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Writes JSON through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=repr))
+    os.replace(tmp, path)
 
 
 def _add_wall_time(workdir: Path, seconds: float) -> None:
@@ -316,7 +369,7 @@ def _add_wall_time(workdir: Path, seconds: float) -> None:
     path = workdir / POINT_FILE
     point = json.loads(path.read_text())
     point["wall_time_s"] = float(point.get("wall_time_s", 0.0)) + seconds
-    path.write_text(json.dumps(point, indent=2))
+    _write_json(path, point)
 
 
 def _flatten(prefix: str, d: dict[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,9 @@ Optional, each used by the part named after it:
   build_static(config), prompt_ids(tokenizer, prompt, n_image, image_token_id),
   make_generate(model, config, *, max_new_tokens, num_beams), select_text(sample, task)
                                       generative evaluators (generation, captioning, vqa, pope, grounding)
+  CAPTION_PROMPT = "..."              captioning evaluator: the prompt (default "describe the image .")
   lvlm_logits(model, params, images, tokens) -> [B, T, V]
-                                      prior_probe evaluator
+                                      prior_probe evaluator (which also generates: the generative hooks)
 Which evaluators run is declared in the config (`config.evals`, the method's defaults in configs/<name>.py);
 vljax.eval.METHOD_HOOKS lists the hooks each needs, and a config naming an evaluator whose hooks the method lacks
 fails at load.

@@ -150,11 +150,9 @@ class ViT(nn.Module):
         missing = [k for k in ("width", "depth", "num_heads", "mlp_dim", "patch_size") if k not in cfg]
         if missing:
             raise ValueError(f"ViT needs {missing} (give variant='B/16' or the fields explicitly)")
-        cfg["patch_size"] = (
-            tuple(cfg["patch_size"])
-            if not isinstance(cfg["patch_size"], int)
-            else (cfg["patch_size"], cfg["patch_size"])
-        )
+        patch = (cfg["patch_size"],) if isinstance(cfg["patch_size"], int) else tuple(cfg["patch_size"])
+        # NOTE: one number (16, or the (16,) that `--config.model.image.patch_size=16` parses to) = square patches.
+        cfg["patch_size"] = patch * 2 if len(patch) == 1 else patch
         return cfg
 
     def _posemb(self, x, cfg):

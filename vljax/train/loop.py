@@ -85,8 +85,7 @@ class Experiment:
             raise ConfigError(f"the mesh {dict(self.mesh.shape)} does not divide {len(bad)} param dim(s), e.g. "
                               f"{bad[0]}; change config.mesh, config.sharding.rules or the model's dims")
         abstract_params = nn.meta.unbox(boxed)
-        self.tx, self.schedule = optim.make_optimizer(config.optim, abstract_params,
-                                                             int(config.train.steps))
+        self.tx, self.schedule = optim.make_optimizer(config.optim, abstract_params, int(config.train.steps))
         self.init_fn = init_fn
 
     def create_state(self) -> tuple[TrainState, Any]:
@@ -324,9 +323,9 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after: int | None = 
         print(f"[vljax] method={cfg.method} params={n_params / 1e6:.2f}M mesh={dict(exp.mesh.shape)} "
               f"devices={jax.device_count()} processes={jax.process_count()} batch={bs} steps={total} "
               f"workdir={workdir}", flush=True)
-        warmup, length = int(cfg.optim.get("warmup_steps", 0)), int(cfg.optim.get("total_steps", 0) or total)
-        if warmup >= min(length, total):
-            print(f"[vljax] note: optim.warmup_steps={warmup} >= the {min(length, total)} steps this run trains: "
+        warmup = int(cfg.optim.get("warmup_steps", 0))
+        if warmup >= total:  # NOTE: every schedule peaks at step `warmup`
+            print(f"[vljax] note: optim.warmup_steps={warmup} >= the {total} steps this run trains: "
                   f"the learning rate never reaches optim.lr={cfg.optim.lr}", flush=True)
 
     pending = None
