@@ -231,3 +231,20 @@ def test_two_tower_resnet_preset_counts_its_tower_without_image_projection():
     # ViT-only counts (FILIP's token terms, ToMe's benchmark) refuse the ResNet by name
     with pytest.raises(ValueError, match="arch='resnet': this count needs the ViT"):
         F.vit_dims(dict(cfg.model.image))
+
+
+def test_the_count_is_at_the_input_resolution_not_the_position_table_grid():
+    """model.image.image_size (a config file may set it) names the grid of a (pretrained) position table, resampled
+    to the input: the tower runs at config.data.world.resolution, and so does the count (ViT, ResNet, FILIP)."""
+    from vljax.methods import filip
+
+    def with_grid(spec):
+        cfg = load_config(spec)
+        with cfg.unlocked():
+            cfg.model.image.image_size = 224
+        return cfg
+
+    for spec in ("configs/clip.py:tiny", "configs/clip.py:tiny_resnet", "configs/filip.py:tiny"):
+        assert F.two_tower_flops(with_grid(spec)).forward == F.two_tower_flops(load_config(spec)).forward, spec
+    assert filip.forward_flops_per_example(with_grid("configs/filip.py:tiny")) \
+        == filip.forward_flops_per_example(load_config("configs/filip.py:tiny"))

@@ -169,13 +169,14 @@ def image_tower_flops(image: Mapping[str, Any], resolution: int) -> tuple[float,
 
         d = resnet_dims(image.get("variant"), layers=image.get("layers"), width=image.get("width"),
                         num_heads=image.get("num_heads"), output_dim=image.get("output_dim"))
-        res, pool = int(image.get("image_size") or resolution), image.get("pool", "attn")
+        res, pool = int(resolution or image["image_size"]), image.get("pool", "attn")
         fl = resnet_flops(res, d["layers"], int(d["width"]), int(d["num_heads"]), d["output_dim"], pool=pool)
         # NOTE: the attention pool projects to output_dim when given; 'gap' pools the final channels as they are.
         width = (pool == "attn" and d["output_dim"]) or feature_channels(int(d["width"]), len(d["layers"]))
         return fl, int(width)
     dims = vit_dims(image)
-    res = int(image.get("image_size") or resolution)
+    # NOTE: the tower runs on the images it gets; image_size is only the grid of a (pretrained) position table.
+    res = int(resolution or image["image_size"])
     patch = dims["patch_size"] if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
     pool, depth = image.get("pool", "gap"), int(dims["depth"])
     merges = vit_merges(image.get("token_merging"), res, patch, depth, pool)

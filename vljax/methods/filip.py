@@ -81,7 +81,7 @@ def forward_flops_per_example(config) -> float:
     m = config.model
     dims = flops.vit_dims(dict(m.image))
     ph, pw = (dims["patch_size"],) * 2 if isinstance(dims["patch_size"], int) else tuple(dims["patch_size"])
-    res = int(m.image.get("image_size") or config.data.world.resolution)
+    res = int(config.data.world.resolution)  # NOTE: the input size (image_size is a position-table grid)
     n_patches, length, embed = (res // ph) * (res // pw), int(config.data.max_len), int(m.embed_dim)
     token_proj = 2.0 * embed * (int(dims["width"]) * n_patches + int(m.text.width) * length)
     n_img = n_patches + int(opts["image_cls"])
