@@ -135,8 +135,9 @@ class TokenEmbed(nn.Module):
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
             raise ValueError(f"tokens must be integer, got {tokens.dtype}")
         # NOTE: the table gathered over fsdp first (its 'embed' dim is split there, ZeRO-3 style, while the batch
-        # is split over data x fsdp): without it the partitioner cannot move the lookup's gradient from batch rows
-        # to table columns and replicates the whole [B, L, D] activation ("involuntary full rematerialization").
+        # is split over data x fsdp): without it XLA's partitioner replicated a whole [B, L, D] tensor of the
+        # step to reshard it ("involuntary full rematerialization" on data x fsdp meshes;
+        # tests/test_sharded_training.py).
         table = nn.with_logical_constraint(self.embedding, ("vocab", "act_embed"))
         out = jnp.take(table, tokens, axis=0).astype(self.dtype)
         return nn.with_logical_constraint(out, ("batch", "length", "act_embed"))
