@@ -331,8 +331,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         return bool(value)
     if isinstance(current, int) and not isinstance(current, bool) and is_int(value):
         return int(value)
-    if isinstance(current, float) and (is_int(value) or isinstance(value, numbers.Real)) \
-            and not isinstance(value, (bool, np.bool_)):
+    if isinstance(current, float) and isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return float(value)
     if isinstance(current, str) and isinstance(value, str):
         return value

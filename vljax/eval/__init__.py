@@ -50,12 +50,12 @@ def run_evals(exp, params, step: int) -> dict[str, float]:
     """Runs every evaluator in exp.config.evals -> flat {name/metric: value}."""
     from vljax.eval.embed import eval_round
 
+    # NOTE: load_config has checked this already; an Experiment built from a hand-made config has not.
+    check_evals(exp.config, exp.method)
     out = {}
     with eval_round():
         for name, ecfg in exp.config.evals.items():
             kind = ecfg.get("kind", name)
-            if kind not in EVALUATORS:
-                raise ValueError(f"config.evals.{name}.kind: unknown evaluator {kind!r}; available: {EVALUATORS}")
             module = importlib.import_module(f"vljax.eval.{_MODULES.get(kind, kind)}")
             for k, v in module.evaluate(exp, params, ecfg).items():
                 out[f"{name}/{k}"] = float(v)

@@ -286,7 +286,7 @@ def run_sweep(config_spec: str, sweep: str, root: str | Path, *, parallel: int =
         _run_queue(queue, running, parallel, stop, run_env, echo)
     except BaseException:
         # NOTE: the sweep itself failed: its points stop with a checkpoint rather than train on unwatched.
-        for _, workdir, proc, _ in running:
+        for _, _, proc, _ in running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         raise
